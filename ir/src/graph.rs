@@ -85,6 +85,11 @@ impl Graph {
         id
     }
 
+    /// Makes `operand` operand number `pos` of `user`.
+    pub fn add_edge_at(&mut self, operand: NodeId, user: NodeId, pos: u32) {
+        self.graph.add_edge(operand.0, user.0, pos);
+    }
+
     pub fn add_weight(&mut self, weight: Weight) -> WeightId {
         self.weights.add(weight)
     }

@@ -1,0 +1,196 @@
+//! `sprig dump`: a model's IR as sprig text, JSON or Graphviz dot.
+//!
+//! Invariant: the text form is exactly `sprig_ir::print` (with type comments), which sprig reads
+//! back to an equal graph; JSON uses snake_case keys and stable key order.
+
+use clap::{Args, ValueEnum};
+use serde_json::{Map, Value, json};
+use sprig_ir::op::AttrValue;
+use sprig_ir::{Distribution, Graph, GraphInfo, Op, WeightInit};
+use std::fmt::Write;
+use std::io::Write as _;
+use std::path::PathBuf;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// sprig's text format (reads back with every sprig command).
+    Text,
+    /// One JSON object: network, inputs, weights, nodes, outputs.
+    Json,
+    /// Graphviz dot (render with `dot -Tsvg`).
+    Dot,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// The model: a .sprig text description.
+    pub model: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+pub fn run(args: DumpArgs) -> anyhow::Result<()> {
+    let parsed = crate::load(&args.model)?;
+    let text = match args.format {
+        Format::Text => sprig_ir::print(&parsed.graph, Some(&parsed.info)),
+        Format::Json => {
+            let mut s = serde_json::to_string_pretty(&to_json(&parsed.graph, &parsed.info))?;
+            s.push('\n');
+            s
+        }
+        Format::Dot => to_dot(&parsed.graph, &parsed.info),
+    };
+    match &args.output {
+        Some(path) => sprig_front::files::write_atomic(path, |f| f.write_all(text.as_bytes()))
+            .map_err(|e| crate::InputError(format!("error: {e}")))?,
+        None => {
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{text}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn attr_json(v: &AttrValue) -> Value {
+    match v {
+        AttrValue::Int(i) => json!(i),
+        AttrValue::Float(f) => json!(f),
+        AttrValue::Bool(b) => json!(b),
+        AttrValue::Ints(l) => json!(l),
+    }
+}
+
+fn type_json(ty: &sprig_ir::TensorType) -> Value {
+    json!({ "dtype": ty.dtype, "shape": ty.shape })
+}
+
+/// The graph as one JSON object.
+pub fn to_json(graph: &Graph, info: &GraphInfo) -> Value {
+    let inputs: Vec<Value> = graph
+        .inputs()
+        .iter()
+        .map(|&id| json!({ "name": graph.node(id).name, "type": type_json(info.ty(id)) }))
+        .collect();
+    let weights: Vec<Value> = graph
+        .weights
+        .iter()
+        .map(|(_, w)| {
+            let init = match &w.init {
+                WeightInit::File { key } => json!({ "kind": "file", "key": key }),
+                WeightInit::Random(r) => {
+                    let dist = match r.dist {
+                        Distribution::Normal { mean, std } => {
+                            json!({ "kind": "normal", "mean": mean, "std": std })
+                        }
+                        Distribution::Uniform { low, high } => {
+                            json!({ "kind": "uniform", "low": low, "high": high })
+                        }
+                    };
+                    json!({ "kind": "random", "distribution": dist, "density": r.density, "seed": r.seed })
+                }
+                WeightInit::Literal => json!({ "kind": "literal", "values": &*w.values() }),
+                WeightInit::Computed => json!({ "kind": "computed", "values": &*w.values() }),
+            };
+            json!({
+                "name": w.name,
+                "type": type_json(&w.ty),
+                "params": w.len(),
+                "init": init,
+                "encoding": w.encoding.to_string(),
+            })
+        })
+        .collect();
+    let nodes: Vec<Value> = info
+        .order
+        .iter()
+        .filter(|&&id| !matches!(graph.node(id).op, Op::Input(_)))
+        .map(|&id| {
+            let node = graph.node(id);
+            let operands: Vec<&str> = graph
+                .operands(id)
+                .into_iter()
+                .map(|o| graph.node(o).name.as_str())
+                .collect();
+            let weights: Vec<&str> = node
+                .op
+                .weights()
+                .into_iter()
+                .map(|w| graph.weights[w].name.as_str())
+                .collect();
+            let attrs: Map<String, Value> = node
+                .op
+                .attrs()
+                .iter()
+                .map(|(k, v)| (k.clone(), attr_json(v)))
+                .collect();
+            json!({
+                "name": node.name,
+                "op": node.op.name(),
+                "operands": operands,
+                "weights": weights,
+                "attrs": attrs,
+                "type": type_json(info.ty(id)),
+            })
+        })
+        .collect();
+    let outputs: Vec<&str> = graph
+        .outputs()
+        .iter()
+        .map(|&id| graph.node(id).name.as_str())
+        .collect();
+    json!({
+        "network": graph.name,
+        "weights_file": graph.weights_file,
+        "parameters": graph.weights.parameter_count(),
+        "inputs": inputs,
+        "weights": weights,
+        "nodes": nodes,
+        "outputs": outputs,
+    })
+}
+
+/// A dot string literal.
+fn dot_str(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// The graph for Graphviz: one box per value (name, op, weights, type), edges from operands.
+pub fn to_dot(graph: &Graph, info: &GraphInfo) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph {} {{", dot_str(&graph.name));
+    let _ = writeln!(out, "  rankdir=TB;");
+    let _ = writeln!(out, "  node [shape=box, fontname=\"monospace\", fontsize=10];");
+    for &id in &info.order {
+        let node = graph.node(id);
+        let mut label = match &node.op {
+            Op::Input(_) => format!("input {}", node.name),
+            op => format!("{} = {}", node.name, op.name()),
+        };
+        for w in node.op.weights() {
+            let w = &graph.weights[w];
+            let _ = write!(label, "\n@{} {}", w.name, w.ty.shape);
+        }
+        let _ = write!(label, "\n{}", info.ty(id));
+        let style = if graph.outputs().contains(&id) {
+            ", style=bold"
+        } else if matches!(node.op, Op::Input(_)) {
+            ", shape=ellipse"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  n{} [label={}{style}];", id.index(), dot_str(&label));
+    }
+    for &id in &info.order {
+        for operand in graph.operands(id) {
+            let _ = writeln!(out, "  n{} -> n{};", operand.index(), id.index());
+        }
+    }
+    out.push_str("}\n");
+    out
+}

@@ -1,0 +1,299 @@
+//! `sprig run`: execute a model on input arrays.
+//!
+//! Inputs bind by shape: an array whose shape equals the input's declared shape is one sample;
+//! an array with one more leading axis `N`, whose remaining elements match the input's element
+//! count, is a batch of `N` samples (each sample reshaped to the declared shape; so MNIST's
+//! `[N, 28, 28]` feeds an `f32[784]` input). Batched outputs gain the same leading axis.
+
+use crate::InputError;
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use sprig_front::files;
+use sprig_ir::{DType, Distribution, Graph, GraphInfo, RandomInit, Shape, Tensor, print::F32Text};
+use std::fmt::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// The f32 reference interpreter.
+    Interp,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The model: a .sprig text description.
+    pub model: PathBuf,
+    /// The inputs: X.npy (models with one input), X.npz (one array per input, named like the
+    /// inputs), or random:density=D,seed=S (each element non-zero with probability D, |N(0, 1)|).
+    #[arg(long)]
+    pub input: String,
+    /// Save the outputs: .npy (one output) or .npz (every output, by name).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// What executes the model.
+    #[arg(long, value_enum, default_value_t = Engine::Interp)]
+    pub engine: Engine,
+}
+
+fn input_error(message: String) -> anyhow::Error {
+    InputError(format!("error: {message}")).into()
+}
+
+/// Parses `random:density=D,seed=S` (both optional: density 1, seed 0).
+fn parse_random(spec: &str) -> anyhow::Result<(f64, u64)> {
+    let mut density = 1.0;
+    let mut seed = 0;
+    for part in spec.split(',').filter(|p| !p.is_empty()) {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| input_error(format!("--input random:{spec}: `{part}` is not KEY=VALUE")))?;
+        match key {
+            "density" => {
+                density = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|d| (0.0..=1.0).contains(d))
+                    .ok_or_else(|| input_error(format!("--input random:{spec}: density must be a number in [0, 1]")))?
+            }
+            "seed" => {
+                seed = value
+                    .parse()
+                    .map_err(|_| input_error(format!("--input random:{spec}: seed must be a non-negative integer")))?
+            }
+            _ => return Err(input_error(format!("--input random:{spec}: unknown key `{key}` (expected density or seed)"))),
+        }
+    }
+    Ok((density, seed))
+}
+
+/// The arrays to bind, by input position.
+fn read_inputs(spec: &str, graph: &Graph, info: &GraphInfo) -> anyhow::Result<Vec<Tensor>> {
+    let inputs = graph.inputs();
+    if let Some(rest) = spec.strip_prefix("random:") {
+        let (density, seed) = parse_random(rest)?;
+        return inputs
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| {
+                let ty = info.ty(id);
+                if ty.dtype != DType::F32 {
+                    return Err(input_error(format!(
+                        "input `{}` is {ty}; random inputs are f32 only",
+                        graph.node(id).name
+                    )));
+                }
+                let init = RandomInit {
+                    dist: Distribution::Normal { mean: 0.0, std: 1.0 },
+                    density,
+                    seed: seed.wrapping_add(i as u64),
+                };
+                let data = init.generate(ty.shape.len()).into_iter().map(f32::abs).collect();
+                Ok(Tensor::new(ty.shape.clone(), data))
+            })
+            .collect();
+    }
+    let path = Path::new(spec);
+    let is_npz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    if is_npz {
+        let arrays = files::read_npz(path).map_err(|e| input_error(e.to_string()))?;
+        if inputs.len() == 1 && arrays.len() == 1 {
+            return Ok(vec![arrays.into_iter().next().expect("one array").1]);
+        }
+        inputs
+            .iter()
+            .map(|&id| {
+                let name = &graph.node(id).name;
+                arrays
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, t)| t.clone())
+                    .ok_or_else(|| {
+                        let have: Vec<&str> = arrays.iter().map(|(n, _)| n.as_str()).collect();
+                        input_error(format!(
+                            "{spec}: no array named `{name}` for the model's input `{name}` (the archive holds: {})",
+                            have.join(", ")
+                        ))
+                    })
+            })
+            .collect()
+    } else {
+        if inputs.len() != 1 {
+            return Err(input_error(format!(
+                "the model has {} inputs; give them as an .npz archive with one array per input name",
+                inputs.len()
+            )));
+        }
+        Ok(vec![files::read_npy(path).map_err(|e| input_error(e.to_string()))?])
+    }
+}
+
+/// How many samples an array holds for an input of shape `declared`: `None` for one unbatched
+/// sample, `Some(n)` for a batch.
+fn batch_of(array: &Shape, declared: &Shape) -> Option<Option<usize>> {
+    if array == declared {
+        return Some(None);
+    }
+    let (&n, rest) = array.dims().split_first()?;
+    let per_sample: usize = rest.iter().product();
+    (per_sample == declared.len()).then_some(Some(n))
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    let parsed = crate::load(&args.model)?;
+    let (graph, info) = (&parsed.graph, &parsed.info);
+    let arrays = read_inputs(&args.input, graph, info)?;
+    let mut batch: Option<usize> = None;
+    for (&id, array) in graph.inputs().iter().zip(&arrays) {
+        let declared = &info.ty(id).shape;
+        let this = batch_of(&array.shape, declared).ok_or_else(|| {
+            input_error(format!(
+                "{}: input `{}` is {}, but the array has shape {} (expected {declared}, or a batch [N, ...] of such samples)",
+                args.input,
+                graph.node(id).name,
+                info.ty(id),
+                array.shape
+            ))
+        })?;
+        match (batch, this) {
+            (None, n) if id == graph.inputs()[0] => batch = n,
+            (b, n) if b == n => {}
+            _ => {
+                return Err(input_error(format!(
+                    "{}: inputs disagree on the batch size",
+                    args.input
+                )));
+            }
+        }
+    }
+    let outputs = match args.engine {
+        Engine::Interp => execute(graph, info, &arrays, batch)?,
+    };
+    let names: Vec<String> = graph
+        .outputs()
+        .iter()
+        .map(|&id| graph.node(id).name.clone())
+        .collect();
+    match &args.output {
+        Some(path) => save(path, &names, outputs)?,
+        None => {
+            let text = show(&names, &outputs, batch);
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{text}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs one sample or every sample of a batch, stacking the outputs.
+fn execute(graph: &Graph, info: &GraphInfo, arrays: &[Tensor], batch: Option<usize>) -> anyhow::Result<Vec<Tensor>> {
+    let interp = |inputs: &[Tensor]| {
+        sprig_ir::interpret(graph, info, inputs).map_err(|e| input_error(e.to_string()))
+    };
+    let Some(n) = batch else {
+        return interp(arrays);
+    };
+    let mut stacked: Vec<Tensor> = Vec::new();
+    for s in 0..n {
+        let sample: Vec<Tensor> = graph
+            .inputs()
+            .iter()
+            .zip(arrays)
+            .map(|(&id, a)| {
+                let shape = info.ty(id).shape.clone();
+                let len = shape.len();
+                Tensor::new(shape, a.data[s * len..(s + 1) * len].to_vec())
+            })
+            .collect();
+        let outs = interp(&sample)?;
+        if stacked.is_empty() {
+            stacked = outs
+                .iter()
+                .map(|o| {
+                    let mut dims = vec![n];
+                    dims.extend_from_slice(o.dims());
+                    Tensor {
+                        shape: Shape::new(dims),
+                        data: Vec::with_capacity(n * o.len()),
+                    }
+                })
+                .collect();
+        }
+        for (acc, o) in stacked.iter_mut().zip(outs) {
+            acc.data.extend_from_slice(&o.data);
+        }
+    }
+    Ok(stacked)
+}
+
+fn save(path: &Path, names: &[String], outputs: Vec<Tensor>) -> anyhow::Result<()> {
+    let is_npz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    if is_npz {
+        let arrays: Vec<(String, Tensor)> = names.iter().cloned().zip(outputs).collect();
+        files::write_npz(path, &arrays).map_err(|e| input_error(e.to_string()))?;
+    } else {
+        if outputs.len() != 1 {
+            return Err(input_error(format!(
+                "the model has {} outputs; write them to an .npz file",
+                outputs.len()
+            )));
+        }
+        files::write_npy(path, &outputs[0])
+            .map_err(|e| input_error(e.to_string()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Values shown per printed row.
+const SHOWN: usize = 10;
+
+fn row(values: &[f32]) -> String {
+    let shown: Vec<String> = values
+        .iter()
+        .take(SHOWN)
+        .map(|v| format!("{}", F32Text(*v)))
+        .collect();
+    let more = if values.len() > SHOWN {
+        format!(", ... ({} more)", values.len() - SHOWN)
+    } else {
+        String::new()
+    };
+    format!("[{}{more}]", shown.join(", "))
+}
+
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .0
+}
+
+/// A short human-readable view of the outputs.
+fn show(names: &[String], outputs: &[Tensor], batch: Option<usize>) -> String {
+    let mut out = String::new();
+    for (name, t) in names.iter().zip(outputs) {
+        let _ = writeln!(out, "{name} : f32{}", t.shape);
+        match batch {
+            None => {
+                let _ = writeln!(out, "  {}", row(&t.data));
+                if t.dims().len() == 1 && !t.is_empty() {
+                    let _ = writeln!(out, "  argmax {}", argmax(&t.data));
+                }
+            }
+            Some(n) => {
+                let per = t.len() / n.max(1);
+                for s in 0..n.min(5) {
+                    let sample = &t.data[s * per..(s + 1) * per];
+                    let _ = writeln!(out, "  [{s}] {}  argmax {}", row(sample), argmax(sample));
+                }
+                if n > 5 {
+                    let _ = writeln!(out, "  ... ({} more samples; save them with -o FILE.npy)", n - 5);
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,425 @@
+//! The interpreter's kernels: plain, safe f32 loops, one per op.
+//!
+//! Contract: every kernel gets operands whose shapes type inference accepted (the interpreter
+//! checks that before calling) and whose result is not empty, and computes its result shape
+//! from the operands itself. Reductions sum in increasing index order from zero and add the
+//! bias last. Loop orders are chosen so inner loops run over contiguous memory: dense is a dot
+//! product per output, conv2d accumulates one weight times an input row into an output row.
+
+use crate::op::{Conv2d, Pool2d};
+use crate::tensor::Tensor;
+use crate::types::Shape;
+
+/// The product of `dims`; callers pass parts of shapes whose element count is known to fit.
+fn size(dims: &[usize]) -> usize {
+    dims.iter().product()
+}
+
+fn tensor(dims: Vec<usize>, data: Vec<f32>) -> Tensor {
+    Tensor {
+        shape: Shape(dims),
+        data,
+    }
+}
+
+pub(super) fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
+    tensor(x.dims().to_vec(), x.data.iter().map(|&v| f(v)).collect())
+}
+
+/// `1 / (1 + e^-x)`.
+pub(super) fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// `y[.., o] = sum_i w[o, i] x[.., i] + b[o]`, with `w` row-major `[out, in]`.
+pub(super) fn dense(x: &Tensor, w: &[f32], out: usize, b: Option<&[f32]>) -> Tensor {
+    let dims = x.dims();
+    let inp = dims[dims.len() - 1];
+    let rows = size(&dims[..dims.len() - 1]);
+    let mut y = vec![0.0f32; rows * out];
+    for r in 0..rows {
+        let xr = &x.data[r * inp..(r + 1) * inp];
+        for o in 0..out {
+            let wr = &w[o * inp..(o + 1) * inp];
+            let mut acc = 0.0f32;
+            for (&wv, &xv) in wr.iter().zip(xr) {
+                acc += wv * xv;
+            }
+            y[r * out + o] = match b {
+                Some(b) => acc + b[o],
+                None => acc,
+            };
+        }
+    }
+    let mut out_dims = dims.to_vec();
+    *out_dims.last_mut().expect("dense input has rank >= 1") = out;
+    tensor(out_dims, y)
+}
+
+/// The output positions `lo..hi` (within `0..n_out`) whose input position
+/// `o * stride + offset` lies in `0..len`.
+fn valid_range(n_out: usize, stride: usize, offset: i128, len: usize) -> (usize, usize) {
+    let (stride, len_i) = (stride as i128, len as i128);
+    // o * stride + offset >= 0  <=>  o >= ceil(-offset / stride)
+    let lo = if offset >= 0 {
+        0
+    } else {
+        (-offset + stride - 1) / stride
+    };
+    // o * stride + offset < len  <=>  o < ceil((len - offset) / stride)
+    let hi = if len_i - offset <= 0 {
+        0
+    } else {
+        (len_i - offset + stride - 1) / stride
+    };
+    let hi = hi.min(n_out as i128);
+    let lo = lo.min(hi);
+    (lo as usize, hi as usize)
+}
+
+/// 2-D cross-correlation with zero padding, stride, dilation and groups; `w` is
+/// `[O, C/groups, kh, kw]`; `x` is `[C, H, W]` or `[N, C, H, W]`.
+pub(super) fn conv2d(
+    x: &Tensor,
+    w: &[f32],
+    w_dims: &[usize],
+    b: Option<&[f32]>,
+    c: &Conv2d,
+) -> Tensor {
+    let xd = x.dims();
+    let r = xd.len();
+    let (n, ch, h, wd) = (size(&xd[..r - 3]), xd[r - 3], xd[r - 2], xd[r - 1]);
+    let (o_ch, cg, kh, kw) = (w_dims[0], w_dims[1], w_dims[2], w_dims[3]);
+    let [sh, sw] = c.stride;
+    let [dh, dw] = c.dilation;
+    let [pt, pl, pb, pr] = c.padding;
+    let oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
+    let ow = (wd + pl + pr - dw * (kw - 1) - 1) / sw + 1;
+    let og = o_ch / c.groups;
+    let mut y = vec![0.0f32; n * o_ch * oh * ow];
+    for ni in 0..n {
+        for oc in 0..o_ch {
+            let g = oc / og;
+            let plane_at = (ni * o_ch + oc) * oh * ow;
+            let plane = &mut y[plane_at..plane_at + oh * ow];
+            for cl in 0..cg {
+                let ci = g * cg + cl;
+                let in_at = (ni * ch + ci) * h * wd;
+                let input = &x.data[in_at..in_at + h * wd];
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let wv = w[((oc * cg + cl) * kh + ky) * kw + kx];
+                        let col_offset = (kx * dw) as i128 - pl as i128;
+                        let (ox_lo, ox_hi) = valid_range(ow, sw, col_offset, wd);
+                        if ox_lo == ox_hi {
+                            continue;
+                        }
+                        // First input column read, for output column ox_lo (in range).
+                        let col0 = (ox_lo as i128 * sw as i128 + col_offset) as usize;
+                        let row_offset = (ky * dh) as i128 - pt as i128;
+                        let (oy_lo, oy_hi) = valid_range(oh, sh, row_offset, h);
+                        for oy in oy_lo..oy_hi {
+                            let iy = (oy as i128 * sh as i128 + row_offset) as usize;
+                            let in_row = &input[iy * wd + col0..(iy + 1) * wd];
+                            let out_row = &mut plane[oy * ow + ox_lo..oy * ow + ox_hi];
+                            for (o, &v) in out_row.iter_mut().zip(in_row.iter().step_by(sw)) {
+                                *o += wv * v;
+                            }
+                        }
+                    }
+                }
+            }
+            if let Some(b) = b {
+                for v in plane.iter_mut() {
+                    *v += b[oc];
+                }
+            }
+        }
+    }
+    let mut dims = xd[..r - 3].to_vec();
+    dims.extend([o_ch, oh, ow]);
+    tensor(dims, y)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum PoolKind {
+    Max,
+    Avg,
+}
+
+/// Pooling over the last two axes. Padded cells are skipped by max (they act as -inf) and by
+/// average, whose divisor counts them only when `count_include_pad`. Every window holds at
+/// least one real cell (padding is smaller than the kernel and the input is not empty). Max
+/// propagates NaN.
+pub(super) fn pool2d(x: &Tensor, p: &Pool2d, kind: PoolKind) -> Tensor {
+    let xd = x.dims();
+    let r = xd.len();
+    let (planes, h, w) = (size(&xd[..r - 2]), xd[r - 2], xd[r - 1]);
+    let [kh, kw] = p.kernel;
+    let [sh, sw] = p.stride;
+    let [pt, pl, pb, pr] = p.padding;
+    let oh = (h + pt + pb - kh) / sh + 1;
+    let ow = (w + pl + pr - kw) / sw + 1;
+    let mut y = Vec::with_capacity(planes * oh * ow);
+    for plane in 0..planes {
+        let input = &x.data[plane * h * w..(plane + 1) * h * w];
+        for oy in 0..oh {
+            // Window rows oy*sh - pt .. +kh, clipped to the input.
+            let top = (oy * sh).saturating_sub(pt);
+            let bottom = (oy * sh + kh).saturating_sub(pt).min(h);
+            for ox in 0..ow {
+                let left = (ox * sw).saturating_sub(pl);
+                let right = (ox * sw + kw).saturating_sub(pl).min(w);
+                let cells = input[top * w..bottom * w]
+                    .chunks_exact(w)
+                    .flat_map(|row| &row[left..right]);
+                y.push(match kind {
+                    PoolKind::Max => cells.fold(f32::NEG_INFINITY, |m, &v| {
+                        if v > m || v.is_nan() { v } else { m }
+                    }),
+                    PoolKind::Avg => {
+                        let mut sum = 0.0f32;
+                        for &v in cells {
+                            sum += v;
+                        }
+                        let count = if p.count_include_pad {
+                            kh * kw
+                        } else {
+                            (bottom - top) * (right - left)
+                        };
+                        sum / count as f32
+                    }
+                });
+            }
+        }
+    }
+    let mut dims = xd[..r - 2].to_vec();
+    dims.extend([oh, ow]);
+    tensor(dims, y)
+}
+
+/// Softmax (or its log) along `axis`, shifted by the maximum for numerical stability:
+/// `e^(x - max) / sum`, or `x - max - ln(sum)`.
+pub(super) fn softmax(x: &Tensor, axis: usize, log: bool) -> Tensor {
+    let xd = x.dims();
+    let (outer, len, inner) = (size(&xd[..axis]), xd[axis], size(&xd[axis + 1..]));
+    let mut y = vec![0.0f32; x.len()];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| (o * len + k) * inner + i;
+            let max = (0..len)
+                .map(|k| x.data[at(k)])
+                .fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for k in 0..len {
+                sum += (x.data[at(k)] - max).exp();
+            }
+            for k in 0..len {
+                let shifted = x.data[at(k)] - max;
+                y[at(k)] = if log {
+                    shifted - sum.ln()
+                } else {
+                    shifted.exp() / sum
+                };
+            }
+        }
+    }
+    tensor(xd.to_vec(), y)
+}
+
+/// Row-major strides of `dims`.
+fn strides(dims: &[usize]) -> Vec<usize> {
+    let mut s = vec![1; dims.len()];
+    for k in (0..dims.len().saturating_sub(1)).rev() {
+        s[k] = s[k + 1] * dims[k + 1];
+    }
+    s
+}
+
+/// Output axis k is input axis `perm[k]`.
+pub(super) fn transpose(x: &Tensor, perm: &[usize]) -> Tensor {
+    let xd = x.dims();
+    let in_strides = strides(xd);
+    let out_dims: Vec<usize> = perm.iter().map(|&p| xd[p]).collect();
+    // The input stride of each output axis.
+    let step: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+    let mut y = Vec::with_capacity(x.len());
+    let mut index = vec![0usize; out_dims.len()];
+    let mut at = 0usize;
+    for _ in 0..x.len() {
+        y.push(x.data[at]);
+        // Advance the output index like an odometer, keeping `at` the matching input offset.
+        for k in (0..index.len()).rev() {
+            index[k] += 1;
+            at += step[k];
+            if index[k] < out_dims[k] {
+                break;
+            }
+            at -= step[k] * out_dims[k];
+            index[k] = 0;
+        }
+    }
+    tensor(out_dims, y)
+}
+
+/// Element-wise `f(a, b)` with numpy broadcasting.
+pub(super) fn binary(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
+    let rank = a.shape.rank().max(b.shape.rank());
+    // Both shapes padded with leading 1s to the common rank.
+    let pad = |d: &[usize]| {
+        let mut p = vec![1; rank - d.len()];
+        p.extend_from_slice(d);
+        p
+    };
+    let (ad, bd) = (pad(a.dims()), pad(b.dims()));
+    let out: Vec<usize> = ad.iter().zip(&bd).map(|(&x, &y)| x.max(y)).collect();
+    // A broadcast axis (extent 1 against a larger one) has stride 0.
+    let bstrides = |d: &[usize]| -> Vec<usize> {
+        strides(d)
+            .into_iter()
+            .zip(d)
+            .map(|(s, &n)| if n == 1 { 0 } else { s })
+            .collect()
+    };
+    let (sa, sb) = (bstrides(&ad), bstrides(&bd));
+    let total = size(&out);
+    let mut y = Vec::with_capacity(total);
+    let mut index = vec![0usize; rank];
+    let (mut ia, mut ib) = (0usize, 0usize);
+    for _ in 0..total {
+        y.push(f(a.data[ia], b.data[ib]));
+        for k in (0..rank).rev() {
+            index[k] += 1;
+            ia += sa[k];
+            ib += sb[k];
+            if index[k] < out[k] {
+                break;
+            }
+            ia -= sa[k] * out[k];
+            ib -= sb[k] * out[k];
+            index[k] = 0;
+        }
+    }
+    tensor(out, y)
+}
+
+/// Joins `xs` along `axis`.
+pub(super) fn concat(xs: &[&Tensor], axis: usize) -> Tensor {
+    let first = xs[0].dims();
+    let outer = size(&first[..axis]);
+    let inner = size(&first[axis + 1..]);
+    let mut dims = first.to_vec();
+    dims[axis] = xs.iter().map(|x| x.dims()[axis]).sum();
+    let mut y = Vec::with_capacity(size(&dims));
+    for o in 0..outer {
+        for x in xs {
+            let chunk = x.dims()[axis] * inner;
+            y.extend_from_slice(&x.data[o * chunk..(o + 1) * chunk]);
+        }
+    }
+    tensor(dims, y)
+}
+
+/// `y = scale * (x - mean) / sqrt(var + epsilon) + bias`, per channel along `axis`.
+pub(super) fn batchnorm(x: &Tensor, axis: usize, [scale, bias, mean, var]: [&[f32]; 4], epsilon: f32) -> Tensor {
+    let xd = x.dims();
+    let (len, inner) = (xd[axis], size(&xd[axis + 1..]));
+    let y = x
+        .data
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let c = (i / inner) % len;
+            scale[c] * (v - mean[c]) / (var[c] + epsilon).sqrt() + bias[c]
+        })
+        .collect();
+    tensor(xd.to_vec(), y)
+}
+
+/// The weights of one LSTM, values row-major as in [`crate::op::Lstm`].
+pub(super) struct LstmWeights<'a> {
+    pub hidden: usize,
+    pub w: &'a [f32],
+    pub r: &'a [f32],
+    pub b: Option<&'a [f32]>,
+    pub h0: Option<&'a [f32]>,
+    pub c0: Option<&'a [f32]>,
+}
+
+/// Forward LSTM, ONNX semantics: per step, for every batch row,
+/// `gates = W x_t + Wb + R h + Rb` in blocks i, o, f, c;
+/// `C = σ(f) ⊙ C + σ(i) ⊙ tanh(c)`, `H = σ(o) ⊙ tanh(C)`; every `H` is output.
+pub(super) fn lstm(x: &Tensor, lw: &LstmWeights<'_>) -> Tensor {
+    let xd = x.dims();
+    // x is [seq, in] or [seq, batch, in]; without a batch axis it is one batch row.
+    let (seq, inp) = (xd[0], xd[xd.len() - 1]);
+    let batch = if xd.len() == 3 { xd[1] } else { 1 };
+    let h = lw.hidden;
+    // An initial state of [h] is shared by every batch row; [batch, h] gives one per row.
+    let initial = |s: Option<&[f32]>| -> Vec<f32> {
+        match s {
+            Some(s) if s.len() == h => s.repeat(batch),
+            Some(s) => s.to_vec(),
+            None => vec![0.0; batch * h],
+        }
+    };
+    let (mut hs, mut cs) = (initial(lw.h0), initial(lw.c0));
+    let mut y = Vec::with_capacity(seq * batch * h);
+    let mut gates = vec![0.0f32; 4 * h];
+    for t in 0..seq {
+        for bi in 0..batch {
+            let xt = &x.data[(t * batch + bi) * inp..(t * batch + bi + 1) * inp];
+            let hp = &hs[bi * h..(bi + 1) * h];
+            for (j, g) in gates.iter_mut().enumerate() {
+                let mut wx = 0.0f32;
+                for (&wv, &xv) in lw.w[j * inp..(j + 1) * inp].iter().zip(xt) {
+                    wx += wv * xv;
+                }
+                let mut rh = 0.0f32;
+                for (&rv, &hv) in lw.r[j * h..(j + 1) * h].iter().zip(hp) {
+                    rh += rv * hv;
+                }
+                *g = match lw.b {
+                    Some(b) => wx + b[j] + rh + b[4 * h + j],
+                    None => wx + rh,
+                };
+            }
+            for k in 0..h {
+                let i = sigmoid(gates[k]);
+                let o = sigmoid(gates[h + k]);
+                let f = sigmoid(gates[2 * h + k]);
+                let c = gates[3 * h + k].tanh();
+                let cell = f * cs[bi * h + k] + i * c;
+                cs[bi * h + k] = cell;
+                hs[bi * h + k] = o * cell.tanh();
+            }
+        }
+        y.extend_from_slice(&hs);
+    }
+    let dims = if xd.len() == 2 {
+        vec![seq, h]
+    } else {
+        vec![seq, batch, h]
+    };
+    tensor(dims, y)
+}
+
+/// Rows of `table` (`[rows, dim]`) picked by `ids`; an id that is not an integer in `0..rows`
+/// is returned as `(position, id)`.
+pub(super) fn embedding(
+    ids: &Tensor,
+    table: &[f32],
+    [rows, dim]: [usize; 2],
+) -> Result<Tensor, (usize, f32)> {
+    let mut y = Vec::with_capacity(ids.len() * dim);
+    for (pos, &id) in ids.data.iter().enumerate() {
+        if !(id >= 0.0 && id.fract() == 0.0 && (id as f64) < rows as f64) {
+            return Err((pos, id));
+        }
+        let row = id as usize;
+        y.extend_from_slice(&table[row * dim..(row + 1) * dim]);
+    }
+    let mut dims = ids.dims().to_vec();
+    dims.push(dim);
+    Ok(tensor(dims, y))
+}

@@ -57,7 +57,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
-from safetensors.numpy import load_file, save_file  # noqa: E402
+from safetensors.numpy import load_file  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEST_DATA_DIR = os.path.join(REPO_ROOT, "tests", "data")
@@ -341,6 +341,28 @@ def train(model_name, xtr_u8, ytr, xte_u8, yte):
     return model, time.time() - t0
 
 
+def write_safetensors(path, tensors, metadata):
+    """Write F32 tensors as safetensors with a byte-for-byte deterministic header (keys sorted).
+
+    safetensors' own writer orders the metadata entries arbitrarily, so reruns would produce files
+    that differ only in the header; the result is checked by loading it back with safetensors.
+    """
+    header = {"__metadata__": dict(sorted(metadata.items()))}
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name]
+        assert t.dtype == F32 and t.flags.c_contiguous, name
+        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + t.nbytes]}
+        offset += t.nbytes
+    hdr = json.dumps(header, separators=(",", ":")).encode()
+    hdr += b" " * (-len(hdr) % 8)  # pad so the data starts 8-byte aligned
+    with open(path, "wb") as f:
+        f.write(len(hdr).to_bytes(8, "little"))
+        f.write(hdr)
+        for name in sorted(tensors):
+            f.write(tensors[name].astype("<f4", copy=False).tobytes())
+
+
 def export(model, out_dir, x1000_u8, xte_u8, yte):
     name = model.name
     probs_all = predict_probs(model, model.prepare(xte_u8))
@@ -354,15 +376,16 @@ def export(model, out_dir, x1000_u8, xte_u8, yte):
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{name}.safetensors")
     tensors = {k: np.ascontiguousarray(v, dtype=F32) for k, v in model.p.items()}
-    save_file(tensors, path, metadata={"test_accuracy": f"{acc10k:.4f}", "trained_by": "tools/train_mnist.py"})
+    write_safetensors(path, tensors, {"test_accuracy": f"{acc10k:.4f}", "trained_by": "tools/train_mnist.py"})
     probs_path = os.path.join(TEST_DATA_DIR, f"{name}_probs_1000.npy")
     np.save(probs_path, probs1k)
 
     # Round-trip check: the saved file gives the same probabilities.
     reloaded = MODELS[name].__new__(MODELS[name])
     reloaded.p = load_file(path)
+    assert sorted(reloaded.p) == sorted(model.p), f"{name}: tensor names differ"
     for k, v in model.p.items():
-        assert reloaded.p[k].dtype == F32 and reloaded.p[k].shape == v.shape, k
+        assert reloaded.p[k].dtype == F32 and np.array_equal(reloaded.p[k], v), k
     again = predict_probs(reloaded, reloaded.prepare(x1000_u8))
     assert np.array_equal(again, probs1k), f"{name}: reloaded weights disagree"
     print(f"wrote {path} and {probs_path} (reload check ok)", flush=True)

@@ -88,13 +88,19 @@ impl fmt::Display for Encoding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
         if let Some(p) = &self.pruned {
-            parts.push(format!("pruned({} nonzeros, {}-bit index)", p.nonzeros, p.index_bits));
+            parts.push(format!(
+                "pruned({} nonzeros, {}-bit index)",
+                p.nonzeros, p.index_bits
+            ));
         }
         if let Some(s) = &self.shared {
             parts.push(format!("shared({} bits, {})", s.bits, s.init.name()));
         }
         if let Some(h) = &self.huffman {
-            parts.push(format!("huffman({:.2} b/w, {:.2} b/idx)", h.weight_bits, h.index_bits));
+            parts.push(format!(
+                "huffman({:.2} b/w, {:.2} b/idx)",
+                h.weight_bits, h.index_bits
+            ));
         }
         if let Some(p) = &self.partition {
             let scheme = match p.scheme {

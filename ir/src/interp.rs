@@ -108,7 +108,10 @@ pub fn interpret(
                         graph.node(o).name
                     ))
                 })?;
-                let dtype = info.get(o).map(|t| t.dtype).ok_or_else(|| untyped(graph, o))?;
+                let dtype = info
+                    .get(o)
+                    .map(|t| t.dtype)
+                    .ok_or_else(|| untyped(graph, o))?;
                 args.push(held);
                 arg_types.push(TensorType::new(dtype, held.shape.clone()));
             }
@@ -126,7 +129,8 @@ pub fn interpret(
                 return Err(InterpError::Unverified(format!(
                     "`{}` is recorded as {} but its operands give {expected}",
                     node.name,
-                    info.get(id).map_or("untyped".to_string(), ToString::to_string)
+                    info.get(id)
+                        .map_or("untyped".to_string(), ToString::to_string)
                 )));
             }
             let result = match (&node.op, input_of[id.index()]) {

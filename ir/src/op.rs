@@ -104,30 +104,198 @@ pub struct OpSchema {
 
 /// Every op, in one table. `Input` has no call syntax (it is written `input x : f32[..]`).
 pub const SCHEMAS: &[OpSchema] = &[
-    OpSchema { kind: OpKind::Input, name: "input", values: Arity::Exactly(0), weights: &[], attrs: &[], summary: "a network input" },
-    OpSchema { kind: OpKind::Constant, name: "constant", values: Arity::Exactly(0), weights: &[req("value")], attrs: &[], summary: "a weight used as a value" },
-    OpSchema { kind: OpKind::Dense, name: "dense", values: Arity::Exactly(1), weights: &[req("weight"), opt("bias")], attrs: &[], summary: "y = W x + b over the last axis; W is [out, in]" },
-    OpSchema { kind: OpKind::Conv2d, name: "conv2d", values: Arity::Exactly(1), weights: &[req("weight"), opt("bias")], attrs: &["stride", "padding", "dilation", "groups"], summary: "2-D cross-correlation; W is [out, in/groups, kh, kw]" },
-    OpSchema { kind: OpKind::Relu, name: "relu", values: Arity::Exactly(1), weights: &[], attrs: &[], summary: "max(x, 0)" },
-    OpSchema { kind: OpKind::Sigmoid, name: "sigmoid", values: Arity::Exactly(1), weights: &[], attrs: &[], summary: "1 / (1 + e^-x)" },
-    OpSchema { kind: OpKind::Tanh, name: "tanh", values: Arity::Exactly(1), weights: &[], attrs: &[], summary: "hyperbolic tangent" },
-    OpSchema { kind: OpKind::Softmax, name: "softmax", values: Arity::Exactly(1), weights: &[], attrs: &["axis"], summary: "softmax along an axis (default the last)" },
-    OpSchema { kind: OpKind::LogSoftmax, name: "log_softmax", values: Arity::Exactly(1), weights: &[], attrs: &["axis"], summary: "log of softmax along an axis (default the last)" },
-    OpSchema { kind: OpKind::MaxPool2d, name: "maxpool2d", values: Arity::Exactly(1), weights: &[], attrs: &["kernel", "stride", "padding"], summary: "2-D max pooling over the last two axes" },
-    OpSchema { kind: OpKind::AvgPool2d, name: "avgpool2d", values: Arity::Exactly(1), weights: &[], attrs: &["kernel", "stride", "padding", "count_include_pad"], summary: "2-D average pooling over the last two axes" },
-    OpSchema { kind: OpKind::Flatten, name: "flatten", values: Arity::Exactly(1), weights: &[], attrs: &["axis"], summary: "merge the axes from `axis` on into one" },
-    OpSchema { kind: OpKind::Reshape, name: "reshape", values: Arity::Exactly(1), weights: &[], attrs: &["shape"], summary: "same elements, new shape (one -1 may be inferred)" },
-    OpSchema { kind: OpKind::Transpose, name: "transpose", values: Arity::Exactly(1), weights: &[], attrs: &["perm"], summary: "permute axes (default: reverse them)" },
-    OpSchema { kind: OpKind::Add, name: "add", values: Arity::Exactly(2), weights: &[], attrs: &[], summary: "element-wise a + b with broadcasting" },
-    OpSchema { kind: OpKind::Sub, name: "sub", values: Arity::Exactly(2), weights: &[], attrs: &[], summary: "element-wise a - b with broadcasting" },
-    OpSchema { kind: OpKind::Mul, name: "mul", values: Arity::Exactly(2), weights: &[], attrs: &[], summary: "element-wise a * b with broadcasting" },
-    OpSchema { kind: OpKind::Div, name: "div", values: Arity::Exactly(2), weights: &[], attrs: &[], summary: "element-wise a / b with broadcasting" },
-    OpSchema { kind: OpKind::Concat, name: "concat", values: Arity::AtLeast(1), weights: &[], attrs: &["axis"], summary: "join values along an axis" },
-    OpSchema { kind: OpKind::BatchNorm, name: "batchnorm", values: Arity::Exactly(1), weights: &[req("scale"), req("bias"), req("mean"), req("var")], attrs: &["epsilon", "axis"], summary: "inference batch normalisation along the channel axis" },
-    OpSchema { kind: OpKind::Dropout, name: "dropout", values: Arity::Exactly(1), weights: &[], attrs: &["ratio"], summary: "identity at inference" },
-    OpSchema { kind: OpKind::Identity, name: "identity", values: Arity::Exactly(1), weights: &[], attrs: &[], summary: "the value itself" },
-    OpSchema { kind: OpKind::Lstm, name: "lstm", values: Arity::Exactly(1), weights: &[req("w"), req("r"), opt("b"), opt("h0"), opt("c0")], attrs: &[], summary: "forward LSTM (ONNX semantics, gates i, o, f, c); x is [seq, in] or [seq, batch, in]" },
-    OpSchema { kind: OpKind::Embedding, name: "embedding", values: Arity::Exactly(1), weights: &[req("table")], attrs: &[], summary: "rows of a [vocab, dim] table picked by i64 indices" },
+    OpSchema {
+        kind: OpKind::Input,
+        name: "input",
+        values: Arity::Exactly(0),
+        weights: &[],
+        attrs: &[],
+        summary: "a network input",
+    },
+    OpSchema {
+        kind: OpKind::Constant,
+        name: "constant",
+        values: Arity::Exactly(0),
+        weights: &[req("value")],
+        attrs: &[],
+        summary: "a weight used as a value",
+    },
+    OpSchema {
+        kind: OpKind::Dense,
+        name: "dense",
+        values: Arity::Exactly(1),
+        weights: &[req("weight"), opt("bias")],
+        attrs: &[],
+        summary: "y = W x + b over the last axis; W is [out, in]",
+    },
+    OpSchema {
+        kind: OpKind::Conv2d,
+        name: "conv2d",
+        values: Arity::Exactly(1),
+        weights: &[req("weight"), opt("bias")],
+        attrs: &["stride", "padding", "dilation", "groups"],
+        summary: "2-D cross-correlation; W is [out, in/groups, kh, kw]",
+    },
+    OpSchema {
+        kind: OpKind::Relu,
+        name: "relu",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &[],
+        summary: "max(x, 0)",
+    },
+    OpSchema {
+        kind: OpKind::Sigmoid,
+        name: "sigmoid",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &[],
+        summary: "1 / (1 + e^-x)",
+    },
+    OpSchema {
+        kind: OpKind::Tanh,
+        name: "tanh",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &[],
+        summary: "hyperbolic tangent",
+    },
+    OpSchema {
+        kind: OpKind::Softmax,
+        name: "softmax",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["axis"],
+        summary: "softmax along an axis (default the last)",
+    },
+    OpSchema {
+        kind: OpKind::LogSoftmax,
+        name: "log_softmax",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["axis"],
+        summary: "log of softmax along an axis (default the last)",
+    },
+    OpSchema {
+        kind: OpKind::MaxPool2d,
+        name: "maxpool2d",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["kernel", "stride", "padding"],
+        summary: "2-D max pooling over the last two axes",
+    },
+    OpSchema {
+        kind: OpKind::AvgPool2d,
+        name: "avgpool2d",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["kernel", "stride", "padding", "count_include_pad"],
+        summary: "2-D average pooling over the last two axes",
+    },
+    OpSchema {
+        kind: OpKind::Flatten,
+        name: "flatten",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["axis"],
+        summary: "merge the axes from `axis` on into one",
+    },
+    OpSchema {
+        kind: OpKind::Reshape,
+        name: "reshape",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["shape"],
+        summary: "same elements, new shape (one -1 may be inferred)",
+    },
+    OpSchema {
+        kind: OpKind::Transpose,
+        name: "transpose",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["perm"],
+        summary: "permute axes (default: reverse them)",
+    },
+    OpSchema {
+        kind: OpKind::Add,
+        name: "add",
+        values: Arity::Exactly(2),
+        weights: &[],
+        attrs: &[],
+        summary: "element-wise a + b with broadcasting",
+    },
+    OpSchema {
+        kind: OpKind::Sub,
+        name: "sub",
+        values: Arity::Exactly(2),
+        weights: &[],
+        attrs: &[],
+        summary: "element-wise a - b with broadcasting",
+    },
+    OpSchema {
+        kind: OpKind::Mul,
+        name: "mul",
+        values: Arity::Exactly(2),
+        weights: &[],
+        attrs: &[],
+        summary: "element-wise a * b with broadcasting",
+    },
+    OpSchema {
+        kind: OpKind::Div,
+        name: "div",
+        values: Arity::Exactly(2),
+        weights: &[],
+        attrs: &[],
+        summary: "element-wise a / b with broadcasting",
+    },
+    OpSchema {
+        kind: OpKind::Concat,
+        name: "concat",
+        values: Arity::AtLeast(1),
+        weights: &[],
+        attrs: &["axis"],
+        summary: "join values along an axis",
+    },
+    OpSchema {
+        kind: OpKind::BatchNorm,
+        name: "batchnorm",
+        values: Arity::Exactly(1),
+        weights: &[req("scale"), req("bias"), req("mean"), req("var")],
+        attrs: &["epsilon", "axis"],
+        summary: "inference batch normalisation along the channel axis",
+    },
+    OpSchema {
+        kind: OpKind::Dropout,
+        name: "dropout",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["ratio"],
+        summary: "identity at inference",
+    },
+    OpSchema {
+        kind: OpKind::Identity,
+        name: "identity",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &[],
+        summary: "the value itself",
+    },
+    OpSchema {
+        kind: OpKind::Lstm,
+        name: "lstm",
+        values: Arity::Exactly(1),
+        weights: &[req("w"), req("r"), opt("b"), opt("h0"), opt("c0")],
+        attrs: &[],
+        summary: "forward LSTM (ONNX semantics, gates i, o, f, c); x is [seq, in] or [seq, batch, in]",
+    },
+    OpSchema {
+        kind: OpKind::Embedding,
+        name: "embedding",
+        values: Arity::Exactly(1),
+        weights: &[req("table")],
+        attrs: &[],
+        summary: "rows of a [vocab, dim] table picked by i64 indices",
+    },
 ];
 
 impl OpKind {
@@ -385,8 +553,7 @@ impl AttrReader<'_> {
 
     fn non_negative(&self, name: &'static str, default: usize) -> Result<usize, BuildError> {
         let v = self.int(name, default as i64)?;
-        usize::try_from(v)
-            .map_err(|_| self.bad(name, format!("must not be negative, found {v}")))
+        usize::try_from(v).map_err(|_| self.bad(name, format!("must not be negative, found {v}")))
     }
 
     fn float(&self, name: &'static str, default: f64) -> Result<f64, BuildError> {
@@ -411,19 +578,31 @@ impl AttrReader<'_> {
             None => Ok(None),
             Some(AttrValue::Ints(v)) => Ok(Some(v.clone())),
             Some(AttrValue::Int(v)) => Ok(Some(vec![*v])),
-            Some(other) => Err(self.bad(name, format!("must be a list of integers, found `{other}`"))),
+            Some(other) => {
+                Err(self.bad(name, format!("must be a list of integers, found `{other}`")))
+            }
         }
     }
 
     /// A pair written `n` (both) or `[a, b]`, each element checked by `min`.
-    fn pair(&self, name: &'static str, default: [usize; 2], min: usize) -> Result<[usize; 2], BuildError> {
+    fn pair(
+        &self,
+        name: &'static str,
+        default: [usize; 2],
+        min: usize,
+    ) -> Result<[usize; 2], BuildError> {
         let Some(v) = self.get(name) else {
             return Ok(default);
         };
         let list = match v {
             AttrValue::Int(n) => vec![*n, *n],
             AttrValue::Ints(l) if l.len() == 2 => l.clone(),
-            other => return Err(self.bad(name, format!("must be an integer or a list of 2, found `{other}`"))),
+            other => {
+                return Err(self.bad(
+                    name,
+                    format!("must be an integer or a list of 2, found `{other}`"),
+                ));
+            }
         };
         let mut out = [0; 2];
         for (o, &x) in out.iter_mut().zip(&list) {
@@ -591,7 +770,8 @@ impl Op {
         let schema = kind.schema();
         let op = schema.name;
         let required = schema.weights.iter().filter(|s| !s.optional).count();
-        if weights.len() < required || weights.len() > schema.weights.len() || kind == OpKind::Input {
+        if weights.len() < required || weights.len() > schema.weights.len() || kind == OpKind::Input
+        {
             let expected = if required == schema.weights.len() {
                 required.to_string()
             } else {
@@ -663,7 +843,9 @@ impl Op {
                 axis: a.non_negative("axis", 0)?,
             }),
             OpKind::Reshape => {
-                let shape = a.ints("shape")?.ok_or_else(|| a.bad("shape", "is required"))?;
+                let shape = a
+                    .ints("shape")?
+                    .ok_or_else(|| a.bad("shape", "is required"))?;
                 if shape.iter().any(|&d| d < -1) {
                     return Err(a.bad("shape", "may hold only sizes >= 0 and a single -1"));
                 }
@@ -676,7 +858,11 @@ impl Op {
                 let perm = a.ints("perm")?.unwrap_or_default();
                 let perm: Vec<usize> = perm
                     .iter()
-                    .map(|&p| usize::try_from(p).map_err(|_| a.bad("perm", format!("must not hold negative axes, found {p}"))))
+                    .map(|&p| {
+                        usize::try_from(p).map_err(|_| {
+                            a.bad("perm", format!("must not hold negative axes, found {p}"))
+                        })
+                    })
                     .collect::<Result<_, _>>()?;
                 Op::Transpose(Transpose { perm })
             }

@@ -14,7 +14,11 @@ impl Tensor {
     /// A tensor of `shape` holding `data` (row-major). Panics when the lengths differ.
     pub fn new(shape: impl Into<Shape>, data: Vec<f32>) -> Tensor {
         let shape = shape.into();
-        assert_eq!(shape.len(), data.len(), "tensor data does not match its shape");
+        assert_eq!(
+            shape.len(),
+            data.len(),
+            "tensor data does not match its shape"
+        );
         Tensor { shape, data }
     }
 

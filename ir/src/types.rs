@@ -62,7 +62,8 @@ impl Shape {
 
     /// Number of elements. Panics on overflow; use only on verified shapes.
     pub fn len(&self) -> usize {
-        self.checked_len().expect("shape element count overflows usize")
+        self.checked_len()
+            .expect("shape element count overflows usize")
     }
 
     pub fn is_empty(&self) -> bool {

@@ -143,7 +143,10 @@ fn check_io_lists(graph: &Graph, problems: &mut Problems) {
         } else if !listed.insert(id) {
             problems.push(
                 Location::Node(id),
-                format!("input `{}` is listed twice among the network inputs", node.name),
+                format!(
+                    "input `{}` is listed twice among the network inputs",
+                    node.name
+                ),
             );
         }
     }

@@ -14,7 +14,11 @@ fn examples_round_trip_and_print_stably() {
     insta::glob!("../../examples", "**/*.sprig", |path| {
         let parsed = load_model(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let dir = path.parent().expect("example has a directory");
-        let name = path.file_name().expect("file name").to_string_lossy().to_string();
+        let name = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .to_string();
         let printed = sprig_ir::print(&parsed.graph, None);
         let reparsed = sprig_front::parse_text(&printed, &name, Some(dir))
             .unwrap_or_else(|d| panic!("printed {name} does not parse:\n{d}"));
@@ -45,7 +49,11 @@ fn random_weights_are_reproducible_and_at_density() {
     let (_, wa) = a.graph.weights.iter().next().expect("one weight");
     let (_, wb) = b.graph.weights.iter().next().expect("one weight");
     let (va, vb) = (wa.values(), wb.values());
-    assert!(va.iter().zip(vb.iter()).all(|(x, y)| x.to_bits() == y.to_bits()));
+    assert!(
+        va.iter()
+            .zip(vb.iter())
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+    );
     let nonzero = va.iter().filter(|v| **v != 0.0).count() as f64 / va.len() as f64;
     // 4M Bernoulli(0.25) draws: the standard deviation of the fraction is about 2e-4.
     assert!((nonzero - 0.25).abs() < 2e-3, "density {nonzero}");
@@ -62,7 +70,8 @@ struct Expected {
 fn expected(model: &str) -> Expected {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/lenet_expected.json");
     let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("expected values")).expect("json");
+        serde_json::from_str(&std::fs::read_to_string(path).expect("expected values"))
+            .expect("json");
     Expected {
         correct_first_1000: json[model]["correct_first_1000"].as_u64().expect("count") as usize,
     }
@@ -82,11 +91,20 @@ fn check_lenet(model: &str) {
     let mut correct = 0;
     let mut max_err = 0.0f32;
     for i in 0..1000 {
-        let pixels: Vec<f32> = images.data[i * 784..(i + 1) * 784].iter().map(|p| p / 255.0).collect();
-        let out = sprig_ir::interpret(&parsed.graph, &parsed.info, &[Tensor::new(shape.clone(), pixels)])
-            .expect("interpret");
+        let pixels: Vec<f32> = images.data[i * 784..(i + 1) * 784]
+            .iter()
+            .map(|p| p / 255.0)
+            .collect();
+        let out = sprig_ir::interpret(
+            &parsed.graph,
+            &parsed.info,
+            &[Tensor::new(shape.clone(), pixels)],
+        )
+        .expect("interpret");
         let probs = &out[0].data;
-        let predicted = (0..10).max_by(|&a, &b| probs[a].total_cmp(&probs[b])).expect("10 classes");
+        let predicted = (0..10)
+            .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
+            .expect("10 classes");
         if predicted == labels.data[i] as usize {
             correct += 1;
         }
@@ -94,7 +112,11 @@ fn check_lenet(model: &str) {
             max_err = max_err.max((p - r).abs());
         }
     }
-    assert_eq!(correct, expected(model).correct_first_1000, "{model}: correct predictions");
+    assert_eq!(
+        correct,
+        expected(model).correct_first_1000,
+        "{model}: correct predictions"
+    );
     assert!(max_err < 1e-5, "{model}: max |p - p_numpy| = {max_err}");
 }
 

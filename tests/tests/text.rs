@@ -7,9 +7,15 @@ use std::path::Path;
 /// Reads a case by its path relative to this crate (the working directory of tests).
 fn case(path: &Path) -> (String, String, std::path::PathBuf) {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let relative = path.strip_prefix(manifest).expect("cases live in this crate").to_path_buf();
+    let relative = path
+        .strip_prefix(manifest)
+        .expect("cases live in this crate")
+        .to_path_buf();
     let source = std::fs::read_to_string(path).expect("case is readable");
-    let dir = relative.parent().expect("case has a directory").to_path_buf();
+    let dir = relative
+        .parent()
+        .expect("case has a directory")
+        .to_path_buf();
     (relative.display().to_string(), source, dir)
 }
 
@@ -18,8 +24,15 @@ pub fn assert_round_trip(name: &str, graph: &sprig_ir::Graph, dir: &Path) {
     let printed = sprig_ir::print(graph, None);
     let reparsed = parse_text(&printed, name, Some(dir))
         .unwrap_or_else(|d| panic!("printed {name} does not parse:\n{d}\n---\n{printed}"));
-    assert_eq!(&reparsed.graph, graph, "round trip changed {name}:\n{printed}");
-    assert_eq!(sprig_ir::print(&reparsed.graph, None), printed, "printing {name} is not stable");
+    assert_eq!(
+        &reparsed.graph, graph,
+        "round trip changed {name}:\n{printed}"
+    );
+    assert_eq!(
+        sprig_ir::print(&reparsed.graph, None),
+        printed,
+        "printing {name} is not stable"
+    );
 }
 
 #[test]

@@ -165,7 +165,10 @@ pub fn to_dot(graph: &Graph, info: &GraphInfo) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "digraph {} {{", dot_str(&graph.name));
     let _ = writeln!(out, "  rankdir=TB;");
-    let _ = writeln!(out, "  node [shape=box, fontname=\"monospace\", fontsize=10];");
+    let _ = writeln!(
+        out,
+        "  node [shape=box, fontname=\"monospace\", fontsize=10];"
+    );
     for &id in &info.order {
         let node = graph.node(id);
         let mut label = match &node.op {

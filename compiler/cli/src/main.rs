@@ -8,7 +8,6 @@ mod dump;
 mod run;
 
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser, Debug)]
@@ -49,9 +48,11 @@ impl std::fmt::Display for InputError {
 impl std::error::Error for InputError {}
 
 /// Loads and verifies a model, turning load errors into printable input errors.
-pub fn load(path: &PathBuf) -> anyhow::Result<sprig_front::Parsed> {
+pub fn load(path: &std::path::Path) -> anyhow::Result<sprig_front::Parsed> {
     sprig_front::load_model(path).map_err(|e| match e {
-        sprig_front::LoadError::Diagnostics(d) => InputError(d.render().trim_end().to_string()).into(),
+        sprig_front::LoadError::Diagnostics(d) => {
+            InputError(d.render().trim_end().to_string()).into()
+        }
         other => InputError(format!("error: {other}")).into(),
     })
 }

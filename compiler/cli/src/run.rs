@@ -9,7 +9,7 @@ use crate::InputError;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use sprig_front::files;
-use sprig_ir::{DType, Distribution, Graph, GraphInfo, RandomInit, Shape, Tensor, print::F32Text};
+use sprig_ir::{DType, Distribution, Graph, GraphInfo, RandomInit, Shape, Tensor};
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
@@ -44,23 +44,33 @@ fn parse_random(spec: &str) -> anyhow::Result<(f64, u64)> {
     let mut density = 1.0;
     let mut seed = 0;
     for part in spec.split(',').filter(|p| !p.is_empty()) {
-        let (key, value) = part
-            .split_once('=')
-            .ok_or_else(|| input_error(format!("--input random:{spec}: `{part}` is not KEY=VALUE")))?;
+        let (key, value) = part.split_once('=').ok_or_else(|| {
+            input_error(format!("--input random:{spec}: `{part}` is not KEY=VALUE"))
+        })?;
         match key {
             "density" => {
                 density = value
                     .parse::<f64>()
                     .ok()
                     .filter(|d| (0.0..=1.0).contains(d))
-                    .ok_or_else(|| input_error(format!("--input random:{spec}: density must be a number in [0, 1]")))?
+                    .ok_or_else(|| {
+                        input_error(format!(
+                            "--input random:{spec}: density must be a number in [0, 1]"
+                        ))
+                    })?
             }
             "seed" => {
-                seed = value
-                    .parse()
-                    .map_err(|_| input_error(format!("--input random:{spec}: seed must be a non-negative integer")))?
+                seed = value.parse().map_err(|_| {
+                    input_error(format!(
+                        "--input random:{spec}: seed must be a non-negative integer"
+                    ))
+                })?
             }
-            _ => return Err(input_error(format!("--input random:{spec}: unknown key `{key}` (expected density or seed)"))),
+            _ => {
+                return Err(input_error(format!(
+                    "--input random:{spec}: unknown key `{key}` (expected density or seed)"
+                )));
+            }
         }
     }
     Ok((density, seed))
@@ -83,17 +93,26 @@ fn read_inputs(spec: &str, graph: &Graph, info: &GraphInfo) -> anyhow::Result<Ve
                     )));
                 }
                 let init = RandomInit {
-                    dist: Distribution::Normal { mean: 0.0, std: 1.0 },
+                    dist: Distribution::Normal {
+                        mean: 0.0,
+                        std: 1.0,
+                    },
                     density,
                     seed: seed.wrapping_add(i as u64),
                 };
-                let data = init.generate(ty.shape.len()).into_iter().map(f32::abs).collect();
+                let data = init
+                    .generate(ty.shape.len())
+                    .into_iter()
+                    .map(f32::abs)
+                    .collect();
                 Ok(Tensor::new(ty.shape.clone(), data))
             })
             .collect();
     }
     let path = Path::new(spec);
-    let is_npz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    let is_npz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npz"));
     if is_npz {
         let arrays = files::read_npz(path).map_err(|e| input_error(e.to_string()))?;
         if inputs.len() == 1 && arrays.len() == 1 {
@@ -123,7 +142,9 @@ fn read_inputs(spec: &str, graph: &Graph, info: &GraphInfo) -> anyhow::Result<Ve
                 inputs.len()
             )));
         }
-        Ok(vec![files::read_npy(path).map_err(|e| input_error(e.to_string()))?])
+        Ok(vec![
+            files::read_npy(path).map_err(|e| input_error(e.to_string()))?,
+        ])
     }
 }
 
@@ -187,7 +208,12 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Runs one sample or every sample of a batch, stacking the outputs.
-fn execute(graph: &Graph, info: &GraphInfo, arrays: &[Tensor], batch: Option<usize>) -> anyhow::Result<Vec<Tensor>> {
+fn execute(
+    graph: &Graph,
+    info: &GraphInfo,
+    arrays: &[Tensor],
+    batch: Option<usize>,
+) -> anyhow::Result<Vec<Tensor>> {
     let interp = |inputs: &[Tensor]| {
         sprig_ir::interpret(graph, info, inputs).map_err(|e| input_error(e.to_string()))
     };
@@ -228,7 +254,9 @@ fn execute(graph: &Graph, info: &GraphInfo, arrays: &[Tensor], batch: Option<usi
 }
 
 fn save(path: &Path, names: &[String], outputs: Vec<Tensor>) -> anyhow::Result<()> {
-    let is_npz = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npz"));
+    let is_npz = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npz"));
     if is_npz {
         let arrays: Vec<(String, Tensor)> = names.iter().cloned().zip(outputs).collect();
         files::write_npz(path, &arrays).map_err(|e| input_error(e.to_string()))?;
@@ -248,12 +276,14 @@ fn save(path: &Path, names: &[String], outputs: Vec<Tensor>) -> anyhow::Result<(
 
 /// Values shown per printed row.
 const SHOWN: usize = 10;
+/// Samples of a batch shown.
+const SHOWN_SAMPLES: usize = 8;
 
 fn row(values: &[f32]) -> String {
     let shown: Vec<String> = values
         .iter()
         .take(SHOWN)
-        .map(|v| format!("{}", F32Text(*v)))
+        .map(|v| format!("{v:.4}"))
         .collect();
     let more = if values.len() > SHOWN {
         format!(", ... ({} more)", values.len() - SHOWN)
@@ -267,7 +297,9 @@ fn argmax(values: &[f32]) -> usize {
     values
         .iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| if v > bv { (i, v) } else { (bi, bv) })
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv { (i, v) } else { (bi, bv) }
+        })
         .0
 }
 
@@ -285,12 +317,16 @@ fn show(names: &[String], outputs: &[Tensor], batch: Option<usize>) -> String {
             }
             Some(n) => {
                 let per = t.len() / n.max(1);
-                for s in 0..n.min(5) {
+                for s in 0..n.min(SHOWN_SAMPLES) {
                     let sample = &t.data[s * per..(s + 1) * per];
                     let _ = writeln!(out, "  [{s}] {}  argmax {}", row(sample), argmax(sample));
                 }
-                if n > 5 {
-                    let _ = writeln!(out, "  ... ({} more samples; save them with -o FILE.npy)", n - 5);
+                if n > SHOWN_SAMPLES {
+                    let _ = writeln!(
+                        out,
+                        "  ... ({} more samples; save them with -o FILE.npy)",
+                        n - SHOWN_SAMPLES
+                    );
                 }
             }
         }

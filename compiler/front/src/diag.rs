@@ -24,7 +24,9 @@ impl Diag {
     }
 
     pub fn with_secondary(mut self, span: Range<usize>, label: impl Into<String>) -> Diag {
-        self.0.labels.push(Label::secondary((), span).with_message(label.into()));
+        self.0
+            .labels
+            .push(Label::secondary((), span).with_message(label.into()));
         self
     }
 
@@ -52,7 +54,11 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     /// Errors of `source` (named `file_name`), sorted by position (stable for equal positions).
-    pub fn new(file_name: impl Into<String>, source: impl Into<String>, mut items: Vec<Diag>) -> Diagnostics {
+    pub fn new(
+        file_name: impl Into<String>,
+        source: impl Into<String>,
+        mut items: Vec<Diag>,
+    ) -> Diagnostics {
         items.sort_by_key(Diag::start);
         Diagnostics {
             file: SimpleFile::new(file_name.into(), source.into()),

@@ -171,7 +171,10 @@ pub struct FileError {
 
 impl FileError {
     fn new(path: &Path, kind: FileErrorKind) -> FileError {
-        FileError { path: path.to_path_buf(), kind }
+        FileError {
+            path: path.to_path_buf(),
+            kind,
+        }
     }
 }
 
@@ -182,20 +185,40 @@ impl FileError {
 #[non_exhaustive]
 pub enum FileErrorKind {
     #[error("cannot {action}: {error}")]
-    Io { action: &'static str, error: io::Error },
+    Io {
+        action: &'static str,
+        error: io::Error,
+    },
     #[error("not a {format} file: it does not start with the {magic} magic bytes")]
-    BadMagic { format: &'static str, magic: &'static str },
+    BadMagic {
+        format: &'static str,
+        magic: &'static str,
+    },
     #[error("truncated: the file ends after {len} bytes, inside {what}")]
     Truncated { what: &'static str, len: u64 },
     #[error(".npy format version {major}.{minor} is not one sprig reads (1.0, 2.0 and 3.0 are)")]
     UnsupportedVersion { major: u8, minor: u8 },
-    #[error("the header at byte {offset} says it is {header_len} bytes long, but the file ends after {len} bytes")]
-    HeaderPastEnd { offset: u64, header_len: u64, len: u64 },
+    #[error(
+        "the header at byte {offset} says it is {header_len} bytes long, but the file ends after {len} bytes"
+    )]
+    HeaderPastEnd {
+        offset: u64,
+        header_len: u64,
+        len: u64,
+    },
     #[error("malformed header (bytes {offset}..{end}): {reason}")]
-    BadHeader { offset: u64, end: u64, reason: String },
-    #[error("the array has dtype '{dtype}', which sprig cannot read (it reads f2, f4, f8, i1, i2, i4, i8, u1, u2, u4, u8 and b1)")]
+    BadHeader {
+        offset: u64,
+        end: u64,
+        reason: String,
+    },
+    #[error(
+        "the array has dtype '{dtype}', which sprig cannot read (it reads f2, f4, f8, i1, i2, i4, i8, u1, u2, u4, u8 and b1)"
+    )]
     UnsupportedNpyDtype { dtype: String },
-    #[error("tensor `{name}` has dtype {dtype}, which sprig cannot read (it reads F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8 and BOOL)")]
+    #[error(
+        "tensor `{name}` has dtype {dtype}, which sprig cannot read (it reads F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8 and BOOL)"
+    )]
     UnsupportedTensorDtype { name: String, dtype: String },
     #[error("header says shape {shape}, which has more elements than this machine can address")]
     ShapeOverflow { shape: String },
@@ -228,7 +251,15 @@ pub enum FileErrorKind {
 
 /// Reads the whole file at `path`.
 fn read_all(path: &Path) -> Result<Vec<u8>, FileError> {
-    std::fs::read(path).map_err(|error| FileError::new(path, FileErrorKind::Io { action: "read", error }))
+    std::fs::read(path).map_err(|error| {
+        FileError::new(
+            path,
+            FileErrorKind::Io {
+                action: "read",
+                error,
+            },
+        )
+    })
 }
 
 /// Distinguishes temporary files of concurrent writes within this process.
@@ -252,7 +283,10 @@ impl Drop for TempFile {
 /// Writes `path` atomically: `fill` writes the complete contents into a new temporary file in the
 /// same directory, which is synced and then renamed over `path`. On any error the temporary file
 /// is removed and `path` is untouched.
-pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> Result<(), FileError> {
+pub fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), FileError> {
     let io_err = |action, error| FileError::new(path, FileErrorKind::Io { action, error });
     let Some(file_name) = path.file_name() else {
         return Err(io_err(
@@ -274,8 +308,20 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>)
             file_name.to_string_lossy(),
             std::process::id()
         ));
-        match OpenOptions::new().write(true).create_new(true).open(&temp_path) {
-            Ok(f) => break (f, TempFile { path: temp_path, renamed: false }),
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp_path)
+        {
+            Ok(f) => {
+                break (
+                    f,
+                    TempFile {
+                        path: temp_path,
+                        renamed: false,
+                    },
+                );
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
             Err(e) => return Err(io_err("create a temporary file next to it", e)),
         }
@@ -285,7 +331,8 @@ pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>)
         .and_then(|()| file.sync_all())
         .map_err(|e| io_err("write", e))?;
     drop(file);
-    std::fs::rename(&temp.path, path).map_err(|e| io_err("move the temporary file into place", e))?;
+    std::fs::rename(&temp.path, path)
+        .map_err(|e| io_err("move the temporary file into place", e))?;
     temp.renamed = true;
     Ok(())
 }
@@ -317,7 +364,13 @@ fn decode<C: FromIterator<f32>>(bytes: &[u8], dtype: SourceDType, big_endian: bo
         SourceDType::U32 => num!(u32, 4),
         SourceDType::U16 => num!(u16, 2),
         SourceDType::F16 | SourceDType::BF16 => {
-            let bits = |c: [u8; 2]| if big_endian { u16::from_be_bytes(c) } else { u16::from_le_bytes(c) };
+            let bits = |c: [u8; 2]| {
+                if big_endian {
+                    u16::from_be_bytes(c)
+                } else {
+                    u16::from_le_bytes(c)
+                }
+            };
             if dtype == SourceDType::F16 {
                 conv::<2, C>(bytes, |c| half::f16::from_bits(bits(c)).to_f32())
             } else {
@@ -326,7 +379,10 @@ fn decode<C: FromIterator<f32>>(bytes: &[u8], dtype: SourceDType, big_endian: bo
         }
         SourceDType::I8 => bytes.iter().map(|&b| b as i8 as f32).collect(),
         SourceDType::U8 => bytes.iter().map(|&b| b as f32).collect(),
-        SourceDType::Bool => bytes.iter().map(|&b| if b != 0 { 1.0 } else { 0.0 }).collect(),
+        SourceDType::Bool => bytes
+            .iter()
+            .map(|&b| if b != 0 { 1.0 } else { 0.0 })
+            .collect(),
     }
 }
 
@@ -339,7 +395,10 @@ fn shape_text<T: fmt::Display>(dims: &[T]) -> String {
 /// Checks an f32 tensor handed to a writer (`what` names it in messages): its data must hold
 /// exactly the product of `dims` values.
 fn check_values(what: &str, dims: &[usize], len: usize) -> Result<(), FileErrorKind> {
-    let bad = |reason: String| FileErrorKind::BadInput { what: what.to_string(), reason };
+    let bad = |reason: String| FileErrorKind::BadInput {
+        what: what.to_string(),
+        reason,
+    };
     match dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
         None => Err(bad(format!("shape {} overflows", shape_text(dims)))),
         Some(n) if n != len => Err(bad(format!(

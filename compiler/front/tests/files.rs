@@ -3,7 +3,8 @@
 //! name the file and the reason, never panics.
 
 use sprig_front::files::{
-    FileError, SourceDType, read_npy, read_npz, read_safetensors, write_npy, write_npz, write_safetensors,
+    FileError, SourceDType, read_npy, read_npz, read_safetensors, write_npy, write_npz,
+    write_safetensors,
 };
 use sprig_ir::{Shape, Tensor};
 use std::collections::BTreeMap;
@@ -12,7 +13,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 fn tensor(dims: &[usize], data: &[f32]) -> Tensor {
@@ -27,9 +30,15 @@ fn expect_err<T: Debug>(result: Result<T, FileError>, path: &Path, reasons: &[&s
         Err(e) => e.to_string(),
     };
     let file_name = path.file_name().unwrap().to_string_lossy();
-    assert!(message.contains(&*file_name), "message does not name the file: {message}");
+    assert!(
+        message.contains(&*file_name),
+        "message does not name the file: {message}"
+    );
     for reason in reasons {
-        assert!(message.contains(reason), "message lacks `{reason}`: {message}");
+        assert!(
+            message.contains(reason),
+            "message lacks `{reason}`: {message}"
+        );
     }
     message
 }
@@ -87,7 +96,15 @@ fn npy_round_trip_keeps_shape_and_every_bit() {
         tensor(&[2, 3], &[1.0, -2.5, 3.25, 0.0, -0.0, 1e-30]),
         tensor(&[], &[42.0]),
         tensor(&[0, 3], &[]),
-        tensor(&[4], &[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MIN_POSITIVE]),
+        tensor(
+            &[4],
+            &[
+                f32::NAN,
+                f32::INFINITY,
+                f32::NEG_INFINITY,
+                f32::MIN_POSITIVE,
+            ],
+        ),
         tensor(&[2, 1, 2, 1], &[1.0, 2.0, 3.0, 4.0]),
     ];
     for (i, t) in cases.iter().enumerate() {
@@ -100,7 +117,11 @@ fn npy_round_trip_keeps_shape_and_every_bit() {
         let len = std::fs::metadata(&path).unwrap().len();
         assert_eq!((len - 4 * t.data.len() as u64) % 64, 0);
     }
-    assert_eq!(dir_listing(dir.path()).len(), cases.len(), "no temporary files left");
+    assert_eq!(
+        dir_listing(dir.path()).len(),
+        cases.len(),
+        "no temporary files left"
+    );
 }
 
 #[test]
@@ -113,9 +134,15 @@ fn npy_written_header_is_numpys() {
     // 10 bytes of magic, version and length, then the text padded so the data starts at 128.
     assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), 118);
     let text = std::str::from_utf8(&bytes[10..128]).unwrap();
-    assert!(text.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }"), "{text}");
+    assert!(
+        text.starts_with("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }"),
+        "{text}"
+    );
     assert!(text.ends_with('\n'));
-    assert_eq!(&bytes[128..], [1.0f32, 2.0, 3.0].map(f32::to_le_bytes).as_flattened());
+    assert_eq!(
+        &bytes[128..],
+        [1.0f32, 2.0, 3.0].map(f32::to_le_bytes).as_flattened()
+    );
 }
 
 #[test]
@@ -148,7 +175,10 @@ fn safetensors_round_trip_with_metadata() {
     write_safetensors(&path, &tensors, Some(&metadata)).unwrap();
     let file = read_safetensors(&path).unwrap();
     // All F32, so the file (and our order) is by name.
-    assert_eq!(file.names().collect::<Vec<_>>(), ["empty", "ip1.bias", "ip2.weight"]);
+    assert_eq!(
+        file.names().collect::<Vec<_>>(),
+        ["empty", "ip1.bias", "ip2.weight"]
+    );
     let w = file.get("ip2.weight").unwrap();
     assert_eq!(w.shape, [3, 2]);
     assert_eq!(w.dtype, SourceDType::F32);
@@ -173,22 +203,43 @@ fn writes_replace_atomically_and_leave_nothing_behind_on_error() {
     assert_eq!(read_npy(&path).unwrap(), tensor(&[3], &[4.0, 5.0, 6.0]));
 
     // Bad input: the old file stays, and no temporary file is left.
-    let broken = Tensor { shape: Shape::new(vec![2, 2]), data: vec![1.0] };
-    expect_err(write_npy(&path, &broken), &path, &["shape [2, 2] needs 4 values but 1 were given"]);
+    let broken = Tensor {
+        shape: Shape::new(vec![2, 2]),
+        data: vec![1.0],
+    };
+    expect_err(
+        write_npy(&path, &broken),
+        &path,
+        &["shape [2, 2] needs 4 values but 1 were given"],
+    );
     let npz = dir.path().join("y.npz");
     expect_err(
-        write_npz(&npz, &[("a".into(), tensor(&[1], &[1.0])), ("a".into(), tensor(&[1], &[2.0]))]),
+        write_npz(
+            &npz,
+            &[
+                ("a".into(), tensor(&[1], &[1.0])),
+                ("a".into(), tensor(&[1], &[2.0])),
+            ],
+        ),
         &npz,
         &["array `a`", "twice"],
     );
     let st = dir.path().join("z.safetensors");
     expect_err(
-        write_safetensors(&st, &[("w".into(), Shape::new(vec![3]), &[1.0, 2.0][..])], None),
+        write_safetensors(
+            &st,
+            &[("w".into(), Shape::new(vec![3]), &[1.0, 2.0][..])],
+            None,
+        ),
         &st,
         &["tensor `w`", "needs 3 values but 2"],
     );
     expect_err(
-        write_safetensors(&st, &[("__metadata__".into(), Shape::new(vec![]), &[1.0][..])], None),
+        write_safetensors(
+            &st,
+            &[("__metadata__".into(), Shape::new(vec![]), &[1.0][..])],
+            None,
+        ),
         &st,
         &["reserved"],
     );
@@ -197,11 +248,19 @@ fn writes_replace_atomically_and_leave_nothing_behind_on_error() {
 
     // The target cannot be created: an error naming it, and no temporary file.
     let sub = dir.path().join("no-such-dir").join("x.npy");
-    expect_err(write_npy(&sub, &tensor(&[1], &[1.0])), &sub, &["cannot create a temporary file"]);
+    expect_err(
+        write_npy(&sub, &tensor(&[1], &[1.0])),
+        &sub,
+        &["cannot create a temporary file"],
+    );
     // The target is a directory: the rename fails, and the temporary file is removed.
     let target_dir = dir.path().join("d.npy");
     std::fs::create_dir(&target_dir).unwrap();
-    expect_err(write_npy(&target_dir, &tensor(&[1], &[1.0])), &target_dir, &["cannot move the temporary file"]);
+    expect_err(
+        write_npy(&target_dir, &tensor(&[1], &[1.0])),
+        &target_dir,
+        &["cannot move the temporary file"],
+    );
     assert_eq!(dir_listing(dir.path()), ["d.npy", "x.npy"]);
 }
 
@@ -268,7 +327,10 @@ fn reads_npz_stored_and_compressed() {
 fn reads_safetensors_of_every_element_type_in_file_order() {
     let file = read_safetensors(&fixture("mixed.safetensors")).unwrap();
     // The library writes by descending alignment, then name; we keep the file's order.
-    assert_eq!(file.names().collect::<Vec<_>>(), ["idx", "d", "f", "i", "h", "s", "u"]);
+    assert_eq!(
+        file.names().collect::<Vec<_>>(),
+        ["idx", "d", "f", "i", "h", "s", "u"]
+    );
     let expect: &[(&str, SourceDType, &[usize], &[f32])] = &[
         ("idx", SourceDType::I64, &[2], &[3.0, -4.0]),
         ("d", SourceDType::F64, &[1, 2], &[0.125, -1.0e10]),
@@ -284,12 +346,21 @@ fn reads_safetensors_of_every_element_type_in_file_order() {
         assert_eq!(t.shape, shape, "{name}");
         assert_eq!(&*t.values, values, "{name}");
     }
-    assert_eq!(file.metadata().get("format").map(String::as_str), Some("np"));
-    assert_eq!(file.metadata().get("source").map(String::as_str), Some("make_fixtures.py"));
+    assert_eq!(
+        file.metadata().get("format").map(String::as_str),
+        Some("np")
+    );
+    assert_eq!(
+        file.metadata().get("source").map(String::as_str),
+        Some("make_fixtures.py")
+    );
 
     let file = read_safetensors(&fixture("bf16.safetensors")).unwrap();
     let b = file.get("b").unwrap();
-    assert_eq!((b.dtype, b.shape.as_slice()), (SourceDType::BF16, &[2, 2][..]));
+    assert_eq!(
+        (b.dtype, b.shape.as_slice()),
+        (SourceDType::BF16, &[2, 2][..])
+    );
     assert_eq!(&*b.values, &[1.0, -0.5, 3.0, 256.0]);
 }
 
@@ -312,7 +383,10 @@ fn npy_truncated_data() {
     expect_err(
         read_npy(&path),
         &path,
-        &["header says shape [2, 3] (6 values) but the file holds 12 bytes of data", "take 24 bytes"],
+        &[
+            "header says shape [2, 3] (6 values) but the file holds 12 bytes of data",
+            "take 24 bytes",
+        ],
     );
     // Bytes left over after the data are as wrong as missing ones.
     let mut long = bytes.clone();
@@ -326,7 +400,11 @@ fn npy_truncated_header_magic_and_empty() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(fixture("f4.npy")).unwrap();
     let path = write_file(&dir, "head.npy", &bytes[..50]);
-    expect_err(read_npy(&path), &path, &["says it is 118 bytes long, but the file ends after 50 bytes"]);
+    expect_err(
+        read_npy(&path),
+        &path,
+        &["says it is 118 bytes long, but the file ends after 50 bytes"],
+    );
     let path = write_file(&dir, "magic.npy", &bytes[..4]);
     expect_err(read_npy(&path), &path, &["truncated", "magic"]);
     let path = write_file(&dir, "len.npy", &bytes[..9]);
@@ -350,12 +428,17 @@ fn npy_bad_magic_and_version() {
 fn npy_header_shape_too_big_for_the_data() {
     let dir = tempfile::tempdir().unwrap();
     let data = vec![0u8; 3136];
-    let bytes = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1000, 784), }", &data);
+    let bytes = npy_bytes(
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1000, 784), }",
+        &data,
+    );
     let path = write_file(&dir, "x.npy", &bytes);
     expect_err(
         read_npy(&path),
         &path,
-        &["x.npy: header says shape [1000, 784] (784000 values) but the file holds 3136 bytes of data"],
+        &[
+            "x.npy: header says shape [1000, 784] (784000 values) but the file holds 3136 bytes of data",
+        ],
     );
 }
 
@@ -373,10 +456,17 @@ fn npy_absurd_shapes_overflow_cleanly() {
     {
         let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
         let path = write_file(&dir, &format!("huge{i}.npy"), &npy_bytes(&dict, &[0; 16]));
-        expect_err(read_npy(&path), &path, &["more elements than this machine can address"]);
+        expect_err(
+            read_npy(&path),
+            &path,
+            &["more elements than this machine can address"],
+        );
     }
     // Fits in usize, but not once multiplied by the element size.
-    let dict = format!("{{'descr': '<f8', 'fortran_order': False, 'shape': ({},), }}", usize::MAX / 4);
+    let dict = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({},), }}",
+        usize::MAX / 4
+    );
     let path = write_file(&dir, "bytes.npy", &npy_bytes(&dict, &[0; 16]));
     expect_err(read_npy(&path), &path, &["more elements than"]);
 }
@@ -385,25 +475,61 @@ fn npy_absurd_shapes_overflow_cleanly() {
 fn npy_garbage_headers() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&str, &str)] = &[
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3) ", "malformed header"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3", "not closed"),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3) ",
+            "malformed header",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3",
+            "not closed",
+        ),
         ("hello", "malformed header"),
-        ("{'descr': '<f4', 'fortran_order': False}", "`shape` key exactly once"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'shape': (1,)}", "exactly once"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }", "non-negative decimal integers"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': (0x10,), }", "non-negative decimal"),
-        ("{'descr': '<f4', 'fortran_order': False, 'shape': 'x', }", "not a tuple"),
-        ("{'descr': '<f4', 'fortran_order': 'no', 'shape': (1,), }", "fortran_order"),
-        ("{'descr': '<zz', 'fortran_order': False, 'shape': (1,), }", "malformed header"),
-        ("{'descr': '<f4', 'fortran_order': False, 'sh\\x61pe': (1,), 'shape': (1,)}", "escape"),
-        ("{'descr': [[[[[[[[[['<f4']]]]]]]]]], 'fortran_order': False, 'shape': (1,)}", "nests brackets"),
+        (
+            "{'descr': '<f4', 'fortran_order': False}",
+            "`shape` key exactly once",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'shape': (1,)}",
+            "exactly once",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }",
+            "non-negative decimal integers",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (0x10,), }",
+            "non-negative decimal",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'shape': 'x', }",
+            "not a tuple",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': 'no', 'shape': (1,), }",
+            "fortran_order",
+        ),
+        (
+            "{'descr': '<zz', 'fortran_order': False, 'shape': (1,), }",
+            "malformed header",
+        ),
+        (
+            "{'descr': '<f4', 'fortran_order': False, 'sh\\x61pe': (1,), 'shape': (1,)}",
+            "escape",
+        ),
+        (
+            "{'descr': [[[[[[[[[['<f4']]]]]]]]]], 'fortran_order': False, 'shape': (1,)}",
+            "nests brackets",
+        ),
     ];
     for (i, &(dict, reason)) in cases.iter().enumerate() {
         let path = write_file(&dir, &format!("g{i}.npy"), &npy_bytes(dict, &[0; 4]));
         expect_err(read_npy(&path), &path, &[reason]);
     }
     // Not UTF-8.
-    let mut bytes = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", &[0; 4]);
+    let mut bytes = npy_bytes(
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }",
+        &[0; 4],
+    );
     bytes[12] = 0xff;
     let path = write_file(&dir, "latin.npy", &bytes);
     expect_err(read_npy(&path), &path, &["not UTF-8"]);
@@ -412,7 +538,11 @@ fn npy_garbage_headers() {
 #[test]
 fn npy_unsupported_dtypes() {
     let path = fixture("complex.npy");
-    expect_err(read_npy(&path), &path, &["dtype '<c8', which sprig cannot read"]);
+    expect_err(
+        read_npy(&path),
+        &path,
+        &["dtype '<c8', which sprig cannot read"],
+    );
     let dir = tempfile::tempdir().unwrap();
     let dict = "{'descr': [('a', '<f4'), ('b', '<i4')], 'fortran_order': False, 'shape': (1,), }";
     let path = write_file(&dir, "record.npy", &npy_bytes(dict, &[0; 8]));
@@ -426,7 +556,11 @@ fn npy_unsupported_dtypes() {
 fn npz_that_is_not_a_zip() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_file(&dir, "x.npz", b"this is plain text, not an archive");
-    expect_err(read_npz(&path), &path, &["not a readable .npz (zip) archive"]);
+    expect_err(
+        read_npz(&path),
+        &path,
+        &["not a readable .npz (zip) archive"],
+    );
     // An .npy file is not an archive either.
     let path = write_file(&dir, "y.npz", &std::fs::read(fixture("f4.npy")).unwrap());
     expect_err(read_npz(&path), &path, &["not a readable .npz"]);
@@ -437,13 +571,19 @@ fn npz_member_that_is_not_npy() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.npz");
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
     zip.start_file("good.npy", options).unwrap();
-    zip.write_all(&std::fs::read(fixture("f4.npy")).unwrap()).unwrap();
+    zip.write_all(&std::fs::read(fixture("f4.npy")).unwrap())
+        .unwrap();
     zip.start_file("notes.npy", options).unwrap();
     zip.write_all(b"just some text").unwrap();
     zip.finish().unwrap();
-    expect_err(read_npz(&path), &path, &["array `notes` (member `notes.npy`)", "not a .npy file"]);
+    expect_err(
+        read_npz(&path),
+        &path,
+        &["array `notes` (member `notes.npy`)", "not a .npy file"],
+    );
 }
 
 #[test]
@@ -472,14 +612,21 @@ fn npz_member_with_bad_data_names_the_array() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("short.npz");
     let mut zip = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    zip.start_file("w.npy", zip::write::SimpleFileOptions::default()).unwrap();
-    let npy = npy_bytes("{'descr': '<f4', 'fortran_order': False, 'shape': (10,), }", &[0; 8]);
+    zip.start_file("w.npy", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    let npy = npy_bytes(
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (10,), }",
+        &[0; 8],
+    );
     zip.write_all(&npy).unwrap();
     zip.finish().unwrap();
     expect_err(
         read_npz(&path),
         &path,
-        &["array `w`", "header says shape [10] (10 values) but the file holds 8 bytes of data"],
+        &[
+            "array `w`",
+            "header says shape [10] (10 values) but the file holds 8 bytes of data",
+        ],
     );
 }
 
@@ -488,9 +635,17 @@ fn safetensors_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(fixture("mixed.safetensors")).unwrap();
     let path = write_file(&dir, "cut.safetensors", &bytes[..bytes.len() - 3]);
-    expect_err(read_safetensors(&path), &path, &["do not end at the end of the file"]);
+    expect_err(
+        read_safetensors(&path),
+        &path,
+        &["do not end at the end of the file"],
+    );
     let path = write_file(&dir, "tiny.safetensors", &bytes[..5]);
-    expect_err(read_safetensors(&path), &path, &["truncated", "8-byte header length"]);
+    expect_err(
+        read_safetensors(&path),
+        &path,
+        &["truncated", "8-byte header length"],
+    );
 }
 
 #[test]
@@ -499,7 +654,11 @@ fn safetensors_header_length_beyond_the_file() {
     let mut bytes = std::fs::read(fixture("bf16.safetensors")).unwrap();
     bytes[..8].copy_from_slice(&u64::MAX.to_le_bytes());
     let path = write_file(&dir, "long.safetensors", &bytes);
-    expect_err(read_safetensors(&path), &path, &["header at byte 8 says it is 18446744073709551615 bytes long"]);
+    expect_err(
+        read_safetensors(&path),
+        &path,
+        &["header at byte 8 says it is 18446744073709551615 bytes long"],
+    );
 }
 
 #[test]
@@ -510,7 +669,10 @@ fn safetensors_wrong_offsets() {
             "gap",
             r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
             12,
-            &["tensor `a`", "do not start where the previous tensor's data ends"],
+            &[
+                "tensor `a`",
+                "do not start where the previous tensor's data ends",
+            ],
         ),
         (
             "size",
@@ -530,14 +692,31 @@ fn safetensors_wrong_offsets() {
             8,
             &["more elements than this machine can address"],
         ),
-        ("json", r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]"#, 8, &["not a safetensors JSON header"]),
-        ("garbage", "\u{1}\u{2}\u{3}\u{4}", 0, &["not a safetensors JSON header"]),
+        (
+            "json",
+            r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]"#,
+            8,
+            &["not a safetensors JSON header"],
+        ),
+        (
+            "garbage",
+            "\u{1}\u{2}\u{3}\u{4}",
+            0,
+            &["not a safetensors JSON header"],
+        ),
     ];
     for &(name, json, data_len, reasons) in cases {
-        let path = write_file(&dir, &format!("{name}.safetensors"), &st_bytes(json, &vec![0; data_len]));
+        let path = write_file(
+            &dir,
+            &format!("{name}.safetensors"),
+            &st_bytes(json, &vec![0; data_len]),
+        );
         expect_err(read_safetensors(&path), &path, reasons);
     }
-    let mut bytes = st_bytes(r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#, &[0; 4]);
+    let mut bytes = st_bytes(
+        r#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
+        &[0; 4],
+    );
     bytes[10] = 0xff;
     let path = write_file(&dir, "utf8.safetensors", &bytes);
     expect_err(read_safetensors(&path), &path, &["not UTF-8"]);
@@ -546,7 +725,11 @@ fn safetensors_wrong_offsets() {
 #[test]
 fn safetensors_unsupported_dtype_names_the_tensor() {
     let path = fixture("f8e4m3.safetensors");
-    expect_err(read_safetensors(&path), &path, &["tensor `q` has dtype F8_E4M3, which sprig cannot read"]);
+    expect_err(
+        read_safetensors(&path),
+        &path,
+        &["tensor `q` has dtype F8_E4M3, which sprig cannot read"],
+    );
 }
 
 #[test]
@@ -557,6 +740,36 @@ fn arbitrary_bytes_never_panic() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         for cut in (0..bytes.len()).step_by(7) {
             let path = write_file(&dir, "p", &bytes[..cut]);
+            let _ = read_npy(&path);
+            let _ = read_npz(&path);
+            let _ = read_safetensors(&path);
+        }
+    }
+}
+
+#[test]
+fn corrupted_bytes_never_panic() {
+    // Every fixture with bytes overwritten at many places, read as each format.
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for entry in std::fs::read_dir(fixture("")).unwrap() {
+        let original = std::fs::read(entry.unwrap().path()).unwrap();
+        if original.is_empty() {
+            continue;
+        }
+        for _ in 0..60 {
+            let mut bytes = original.clone();
+            for _ in 0..1 + next() % 3 {
+                let at = (next() % bytes.len() as u64) as usize;
+                bytes[at] = next() as u8;
+            }
+            let path = write_file(&dir, "m", &bytes);
             let _ = read_npy(&path);
             let _ = read_npz(&path);
             let _ = read_safetensors(&path);

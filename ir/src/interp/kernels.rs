@@ -174,9 +174,14 @@ pub(super) fn pool2d(x: &Tensor, p: &Pool2d, kind: PoolKind) -> Tensor {
                     .chunks_exact(w)
                     .flat_map(|row| &row[left..right]);
                 y.push(match kind {
-                    PoolKind::Max => cells.fold(f32::NEG_INFINITY, |m, &v| {
-                        if v > m || v.is_nan() { v } else { m }
-                    }),
+                    PoolKind::Max => {
+                        cells.fold(
+                            f32::NEG_INFINITY,
+                            |m, &v| {
+                                if v > m || v.is_nan() { v } else { m }
+                            },
+                        )
+                    }
                     PoolKind::Avg => {
                         let mut sum = 0.0f32;
                         for &v in cells {
@@ -321,7 +326,12 @@ pub(super) fn concat(xs: &[&Tensor], axis: usize) -> Tensor {
 }
 
 /// `y = scale * (x - mean) / sqrt(var + epsilon) + bias`, per channel along `axis`.
-pub(super) fn batchnorm(x: &Tensor, axis: usize, [scale, bias, mean, var]: [&[f32]; 4], epsilon: f32) -> Tensor {
+pub(super) fn batchnorm(
+    x: &Tensor,
+    axis: usize,
+    [scale, bias, mean, var]: [&[f32]; 4],
+    epsilon: f32,
+) -> Tensor {
     let xd = x.dims();
     let (len, inner) = (xd[axis], size(&xd[axis + 1..]));
     let y = x

@@ -69,7 +69,13 @@ fn dense_computes_w_x_plus_b() {
     assert_eq!(y, t(&[3], &[5.5, 10.0, 2.0]));
     // Leading axes are rows: the second row is x = [0, -2].
     let y = run_one(&t(&[2, 2], &[1.0, 2.0, 0.0, -2.0]), dense);
-    assert_eq!(y, t(&[2, 3], &[5.5, 10.0, 2.0, 0.0 - 4.0 + 0.5, -8.0 - 1.0, -1.0 + 2.0]));
+    assert_eq!(
+        y,
+        t(
+            &[2, 3],
+            &[5.5, 10.0, 2.0, 0.0 - 4.0 + 0.5, -8.0 - 1.0, -1.0 + 2.0]
+        )
+    );
     // Without bias.
     let y = run_one(&t(&[2], &[1.0, 2.0]), |g| {
         let weight = lit(g, "w", &[1, 2], &[-3.0, 0.25]);
@@ -152,14 +158,21 @@ fn conv2d_dilation() {
             ..conv(lit(g, "w", &[1, 1, 2, 2], &[1.0, 2.0, 3.0, 4.0]))
         })
     });
-    assert_close(&y, &[1, 1, 1], &[1.0 * 1.0 + 2.0 * 3.0 + 3.0 * 7.0 + 4.0 * 9.0], 0.0);
+    assert_close(
+        &y,
+        &[1, 1, 1],
+        &[1.0 * 1.0 + 2.0 * 3.0 + 3.0 * 7.0 + 4.0 * 9.0],
+        0.0,
+    );
 }
 
 #[test]
 fn conv2d_channels_groups_and_batch() {
     let x = t(&[2, 2, 2], &[1., 2., 3., 4., 5., 6., 7., 8.]);
     // Two input channels summed: ch0 + 10 * ch1.
-    let y = run_one(&x, |g| Op::Conv2d(conv(lit(g, "w", &[1, 2, 1, 1], &[1.0, 10.0]))));
+    let y = run_one(&x, |g| {
+        Op::Conv2d(conv(lit(g, "w", &[1, 2, 1, 1], &[1.0, 10.0])))
+    });
     assert_close(&y, &[1, 2, 2], &[51., 62., 73., 84.], 0.0);
     // Two groups: each output channel sees only its own input channel.
     let y = run_one(&x, |g| {
@@ -179,11 +192,15 @@ fn conv2d_channels_groups_and_batch() {
             ..conv(lit(g, "w", &[4, 1, 1, 1], &[1.0, 2.0, 1.0, -1.0]))
         })
     });
-    let want = [1., 2., 3., 4., 2., 4., 6., 8., 6., 7., 8., 9., -4., -5., -6., -7.];
+    let want = [
+        1., 2., 3., 4., 2., 4., 6., 8., 6., 7., 8., 9., -4., -5., -6., -7.,
+    ];
     assert_close(&y, &[4, 2, 2], &want, 0.0);
     // A batch axis: each image is convolved on its own.
     let xb = t(&[2, 1, 2, 2], &[1., 2., 3., 4., 5., 6., 7., 8.]);
-    let y = run_one(&xb, |g| Op::Conv2d(conv(lit(g, "w", &[1, 1, 1, 2], &[1.0, -1.0]))));
+    let y = run_one(&xb, |g| {
+        Op::Conv2d(conv(lit(g, "w", &[1, 1, 1, 2], &[1.0, -1.0])))
+    });
     assert_close(&y, &[2, 1, 2, 1], &[-1., -1., -1., -1.], 0.0);
 }
 
@@ -232,8 +249,12 @@ fn naive_conv(
 #[test]
 fn conv2d_matches_naive_loops() {
     let (c, h, w, o, kh, kw) = (4, 7, 6, 6, 3, 2);
-    let x: Vec<f32> = (0..c * h * w).map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0).collect();
-    let k: Vec<f32> = (0..o * (c / 2) * kh * kw).map(|i| ((i * 5 % 9) as f32 - 4.0) / 8.0).collect();
+    let x: Vec<f32> = (0..c * h * w)
+        .map(|i| ((i * 7 % 11) as f32 - 5.0) / 4.0)
+        .collect();
+    let k: Vec<f32> = (0..o * (c / 2) * kh * kw)
+        .map(|i| ((i * 5 % 9) as f32 - 4.0) / 8.0)
+        .collect();
     for (stride, pad, dil) in [
         ([1, 1], [0; 4], [1, 1]),
         ([2, 1], [1, 2, 0, 1], [1, 1]),
@@ -257,7 +278,10 @@ fn conv2d_matches_naive_loops() {
 #[test]
 fn unary_activations() {
     let x = t(&[4], &[-2.0, 0.0, 3.0_f32.ln(), 2.0_f32.ln()]);
-    assert_eq!(run_one(&x, |_| Op::Relu).data, [0.0, 0.0, 3.0_f32.ln(), 2.0_f32.ln()]);
+    assert_eq!(
+        run_one(&x, |_| Op::Relu).data,
+        [0.0, 0.0, 3.0_f32.ln(), 2.0_f32.ln()]
+    );
     // sigmoid(ln 3) = 1 / (1 + 1/3) = 0.75; tanh(ln 2) = (2 - 1/2) / (2 + 1/2) = 0.6.
     assert_close(
         &run_one(&x, |_| Op::Sigmoid),
@@ -268,7 +292,12 @@ fn unary_activations() {
     assert_close(
         &run_one(&x, |_| Op::Tanh),
         &[4],
-        &[-(4.0_f64.exp() - 1.0) / (4.0_f64.exp() + 1.0), 0.0, (3.0 - 1.0 / 3.0) / (3.0 + 1.0 / 3.0), 0.6],
+        &[
+            -(4.0_f64.exp() - 1.0) / (4.0_f64.exp() + 1.0),
+            0.0,
+            (3.0 - 1.0 / 3.0) / (3.0 + 1.0 / 3.0),
+            0.6,
+        ],
         1e-6,
     );
     assert_eq!(run_one(&x, |_| Op::Identity), x);
@@ -285,7 +314,12 @@ fn softmax_and_log_softmax() {
     let y = run_one(&x, |_| Op::Softmax(Axis { axis: 0 }));
     assert_close(&y, &[2, 2], &[0.25, 0.5, 0.75, 0.5], 1e-6);
     let y = run_one(&x, |_| Op::LogSoftmax(Axis { axis: -2 }));
-    assert_close(&y, &[2, 2], &[0.25f64.ln(), 0.5f64.ln(), 0.75f64.ln(), 0.5f64.ln()], 1e-6);
+    assert_close(
+        &y,
+        &[2, 2],
+        &[0.25f64.ln(), 0.5f64.ln(), 0.75f64.ln(), 0.5f64.ln()],
+        1e-6,
+    );
     // Along the last axis (default), with values that overflow exp unless shifted by the max.
     let big = 1000.0 + ln3;
     let x = t(&[2, 3], &[1000.0, 1000.0, big, -1.0, 0.0, 1.0]);
@@ -298,7 +332,14 @@ fn softmax_and_log_softmax() {
     let want = [1.0 / r, 1.0 / r, d.exp() / r, 1.0 / e / s, 1.0 / s, e / s];
     assert_close(&y, &[2, 3], &want, 1e-6);
     let y = run_one(&x, |_| Op::LogSoftmax(Axis { axis: 1 }));
-    let want = [-r.ln(), -r.ln(), d - r.ln(), -1.0 - s.ln(), -s.ln(), 1.0 - s.ln()];
+    let want = [
+        -r.ln(),
+        -r.ln(),
+        d - r.ln(),
+        -1.0 - s.ln(),
+        -s.ln(),
+        1.0 - s.ln(),
+    ];
     assert_close(&y, &[2, 3], &want, 1e-6);
 }
 
@@ -317,7 +358,10 @@ fn max_pooling() {
     let y = run_one(&x, |_| Op::MaxPool2d(pool(2, 2, [0; 4], false)));
     assert_eq!(y, t(&[1, 2, 2], &[6.0, 8.0, 14.0, 16.0]));
     // Padding acts as -inf: on all-negative values a padded cell never wins.
-    let neg = t(&[1, 3, 3], &(1..=9).map(|v| -(v as f32)).collect::<Vec<_>>());
+    let neg = t(
+        &[1, 3, 3],
+        &(1..=9).map(|v| -(v as f32)).collect::<Vec<_>>(),
+    );
     let y = run_one(&neg, |_| Op::MaxPool2d(pool(2, 2, [1; 4], false)));
     // Windows: {-1}, {-2, -3}, {-4, -7}, {-5, -6, -8, -9}.
     assert_eq!(y, t(&[1, 2, 2], &[-1.0, -2.0, -4.0, -5.0]));
@@ -330,14 +374,32 @@ fn max_pooling() {
 
 #[test]
 fn average_pooling() {
-    let neg = t(&[1, 3, 3], &(1..=9).map(|v| -(v as f32)).collect::<Vec<_>>());
+    let neg = t(
+        &[1, 3, 3],
+        &(1..=9).map(|v| -(v as f32)).collect::<Vec<_>>(),
+    );
     // Windows as in max_pooling; divisors are the real cells, or 4 with count_include_pad.
     let y = run_one(&neg, |_| Op::AvgPool2d(pool(2, 2, [1; 4], false)));
-    assert_close(&y, &[1, 2, 2], &[-1.0, -5.0 / 2.0, -11.0 / 2.0, -28.0 / 4.0], 0.0);
+    assert_close(
+        &y,
+        &[1, 2, 2],
+        &[-1.0, -5.0 / 2.0, -11.0 / 2.0, -28.0 / 4.0],
+        0.0,
+    );
     let y = run_one(&neg, |_| Op::AvgPool2d(pool(2, 2, [1; 4], true)));
-    assert_close(&y, &[1, 2, 2], &[-1.0 / 4.0, -5.0 / 4.0, -11.0 / 4.0, -28.0 / 4.0], 0.0);
+    assert_close(
+        &y,
+        &[1, 2, 2],
+        &[-1.0 / 4.0, -5.0 / 4.0, -11.0 / 4.0, -28.0 / 4.0],
+        0.0,
+    );
     let y = run_one(&nine(), |_| Op::AvgPool2d(pool(2, 1, [0; 4], false)));
-    assert_close(&y, &[1, 2, 2], &[12.0 / 4.0, 16.0 / 4.0, 24.0 / 4.0, 28.0 / 4.0], 0.0);
+    assert_close(
+        &y,
+        &[1, 2, 2],
+        &[12.0 / 4.0, 16.0 / 4.0, 24.0 / 4.0, 28.0 / 4.0],
+        0.0,
+    );
 }
 
 #[test]
@@ -358,7 +420,11 @@ fn flatten_reshape_transpose() {
             }
         }
     }
-    let y = run_one(&t(&[2, 3, 4], &data), |_| Op::Transpose(Transpose { perm: vec![1, 2, 0] }));
+    let y = run_one(&t(&[2, 3, 4], &data), |_| {
+        Op::Transpose(Transpose {
+            perm: vec![1, 2, 0],
+        })
+    });
     assert_eq!(y.dims(), [3, 4, 2]);
     for b in 0..3 {
         for c in 0..4 {
@@ -382,14 +448,29 @@ fn run_binary(op: Op, a: &Tensor, b: &Tensor) -> Tensor {
 fn binary_ops_broadcast() {
     let m = t(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
     let row = t(&[3], &[10., 20., 30.]);
-    assert_eq!(run_binary(Op::Add, &m, &row), t(&[2, 3], &[11., 22., 33., 14., 25., 36.]));
-    assert_eq!(run_binary(Op::Sub, &row, &m), t(&[2, 3], &[9., 18., 27., 6., 15., 24.]));
+    assert_eq!(
+        run_binary(Op::Add, &m, &row),
+        t(&[2, 3], &[11., 22., 33., 14., 25., 36.])
+    );
+    assert_eq!(
+        run_binary(Op::Sub, &row, &m),
+        t(&[2, 3], &[9., 18., 27., 6., 15., 24.])
+    );
     let col = t(&[2, 1], &[2., -1.]);
-    assert_eq!(run_binary(Op::Mul, &m, &col), t(&[2, 3], &[2., 4., 6., -4., -5., -6.]));
-    assert_eq!(run_binary(Op::Div, &m, &t(&[], &[2.0])), t(&[2, 3], &[0.5, 1., 1.5, 2., 2.5, 3.]));
+    assert_eq!(
+        run_binary(Op::Mul, &m, &col),
+        t(&[2, 3], &[2., 4., 6., -4., -5., -6.])
+    );
+    assert_eq!(
+        run_binary(Op::Div, &m, &t(&[], &[2.0])),
+        t(&[2, 3], &[0.5, 1., 1.5, 2., 2.5, 3.])
+    );
     // An outer product from [2, 1] x [1, 3].
     let r = t(&[1, 3], &[1., 2., 3.]);
-    assert_eq!(run_binary(Op::Mul, &col, &r), t(&[2, 3], &[2., 4., 6., -1., -2., -3.]));
+    assert_eq!(
+        run_binary(Op::Mul, &col, &r),
+        t(&[2, 3], &[2., 4., 6., -1., -2., -3.])
+    );
 }
 
 #[test]
@@ -402,7 +483,10 @@ fn concat_joins_along_the_axis() {
     g.add_output(cols);
     g.add_output(rows);
     let out = run(&g, &[t(&[2, 2], &[1., 2., 3., 4.]), t(&[2, 1], &[5., 6.])]);
-    assert_eq!(out[0], t(&[2, 5], &[1., 2., 5., 1., 2., 3., 4., 6., 3., 4.]));
+    assert_eq!(
+        out[0],
+        t(&[2, 5], &[1., 2., 5., 1., 2., 3., 4., 6., 3., 4.])
+    );
     assert_eq!(out[1], t(&[4, 2], &[1., 2., 3., 4., 1., 2., 3., 4.]));
 }
 
@@ -420,7 +504,12 @@ fn batchnorm_normalises_per_channel() {
             axis: 0,
         })
     });
-    assert_close(&y, &[2, 2], &[3.0 * 2.0 / 2.0 + 1.0, 3.0 * 4.0 / 2.0 + 1.0, 1.0, 3.0], 1e-6);
+    assert_close(
+        &y,
+        &[2, 2],
+        &[3.0 * 2.0 / 2.0 + 1.0, 3.0 * 4.0 / 2.0 + 1.0, 1.0, 3.0],
+        1e-6,
+    );
     // Along axis 1 of [1, 2, 2] (channels in the middle).
     let x = t(&[1, 2, 2], &[3.0, 5.0, 0.0, 2.0]);
     let y = run_one(&x, |g| {
@@ -448,7 +537,10 @@ fn constant_and_embedding() {
     g.add_output(e);
     g.add_output(k);
     let out = run(&g, &[t(&[2, 2], &[2., 0., 2., 1.])]);
-    assert_eq!(out[0], t(&[2, 2, 2], &[20., 21., 0., 1., 20., 21., 10., 11.]));
+    assert_eq!(
+        out[0],
+        t(&[2, 2, 2], &[20., 21., 0., 1., 20., 21., 10., 11.])
+    );
     assert_eq!(out[1], t(&[2], &[7., 8.]));
 
     let info = verify(&g).expect("verifies");
@@ -464,13 +556,23 @@ fn constant_and_embedding() {
                 table,
                 index,
             }) => {
-                assert_eq!((node.as_str(), indices.as_str(), position, rows, table.as_str()), ("e", "ids", pos, 3, "table"));
+                assert_eq!(
+                    (
+                        node.as_str(),
+                        indices.as_str(),
+                        position,
+                        rows,
+                        table.as_str()
+                    ),
+                    ("e", "ids", pos, 3, "table")
+                );
                 assert!(index.to_bits() == bad.to_bits());
             }
             other => panic!("expected an index error, got {other:?}"),
         }
     }
-    let err = interpret(&g, &info, &[t(&[2, 2], &[0., 3., 0., 0.])]).expect_err("3 is out of range");
+    let err =
+        interpret(&g, &info, &[t(&[2, 2], &[0., 3., 0., 0.])]).expect_err("3 is out of range");
     assert_eq!(
         err.to_string(),
         "embedding `e`: index 3 at position 1 of `ids` is not a row of @table, which has 3 rows"
@@ -487,11 +589,20 @@ fn tiny_lstm(g: &mut Graph, with_state: bool) -> Op {
     // Wb (i, o, f, c) then Rb (i, o, f, c).
     let b = lit(g, "b", &[8], &[0.1, 0.2, 0.3, 0.4, -0.1, 0.05, 0.0, 0.2]);
     let (h0, c0) = if with_state {
-        (Some(lit(g, "h0", &[1], &[0.5])), Some(lit(g, "c0", &[1], &[-1.0])))
+        (
+            Some(lit(g, "h0", &[1], &[0.5])),
+            Some(lit(g, "c0", &[1], &[-1.0])),
+        )
     } else {
         (None, None)
     };
-    Op::Lstm(Lstm { w, r, b: Some(b), h0, c0 })
+    Op::Lstm(Lstm {
+        w,
+        r,
+        b: Some(b),
+        h0,
+        c0,
+    })
 }
 
 #[test]
@@ -525,7 +636,8 @@ fn lstm_hidden_one_by_hand() {
     let o = sigmoid64(-0.25 + 0.2 + 0.2 * 0.5 + 0.05);
     let f = sigmoid64(0.75 + 0.3 + -0.3 * 0.5 + 0.0);
     let g = (1.0 + 0.4 + 0.4 * 0.5 + 0.2_f64).tanh();
-    let c = f * -1.0 + i * g;
+    let c0 = -1.0;
+    let c = f * c0 + i * g;
     assert_close(&y, &[1, 1], &[o * c.tanh()], 1e-6);
 }
 
@@ -565,17 +677,28 @@ fn lstm_hidden_two_matches_reference() {
     let (seq, inp, hidden) = (4, 3, 2);
     let val = |i: usize, scale: f64| ((i as f64 * 1.7 + 0.3).sin() * scale) as f32;
     let w: Vec<f32> = (0..4 * hidden * inp).map(|i| val(i, 0.8)).collect();
-    let r: Vec<f32> = (0..4 * hidden * hidden).map(|i| val(i + 100, 0.6)).collect();
+    let r: Vec<f32> = (0..4 * hidden * hidden)
+        .map(|i| val(i + 100, 0.6))
+        .collect();
     let b: Vec<f32> = (0..8 * hidden).map(|i| val(i + 200, 0.3)).collect();
     let h0 = [0.2f32, -0.4];
     let c0 = [-0.3f32, 0.7];
     let xs: Vec<f32> = (0..seq * inp).map(|i| val(i + 300, 1.5)).collect();
 
     let rows = |v: &[f32], n: usize| -> Vec<Vec<f64>> {
-        v.chunks(n).map(|c| c.iter().map(|&x| x as f64).collect()).collect()
+        v.chunks(n)
+            .map(|c| c.iter().map(|&x| x as f64).collect())
+            .collect()
     };
     let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
-    let want = reference_lstm(&rows(&xs, inp), &rows(&w, inp), &rows(&r, hidden), &to64(&b), &to64(&h0), &to64(&c0));
+    let want = reference_lstm(
+        &rows(&xs, inp),
+        &rows(&w, inp),
+        &rows(&r, hidden),
+        &to64(&b),
+        &to64(&h0),
+        &to64(&c0),
+    );
     let want: Vec<f64> = want.concat();
 
     let lstm = |batched_state: bool| {
@@ -626,11 +749,25 @@ fn small_convnet_runs_end_to_end() {
     let cb = lit(&mut g, "conv.bias", &[2], &[0.1, -0.1]);
     let dw: Vec<f32> = (0..24).map(|i| ((i * 7 % 5) as f32 - 2.0) / 3.0).collect();
     let dw = lit(&mut g, "fc.weight", &[3, 8], &dw);
-    let c = g.add_node("c", Op::Conv2d(Conv2d { bias: Some(cb), ..conv(cw) }), &[x]);
+    let c = g.add_node(
+        "c",
+        Op::Conv2d(Conv2d {
+            bias: Some(cb),
+            ..conv(cw)
+        }),
+        &[x],
+    );
     let r = g.add_node("r", Op::Relu, &[c]);
     let p = g.add_node("p", Op::MaxPool2d(pool(2, 2, [0; 4], false)), &[r]);
     let f = g.add_node("f", Op::Flatten(Flatten { axis: 0 }), &[p]);
-    let d = g.add_node("d", Op::Dense(Dense { weight: dw, bias: None }), &[f]);
+    let d = g.add_node(
+        "d",
+        Op::Dense(Dense {
+            weight: dw,
+            bias: None,
+        }),
+        &[f],
+    );
     let s = g.add_node("s", Op::Softmax(Axis { axis: -1 }), &[d]);
     g.add_output(s);
     g.add_output(p);
@@ -655,7 +792,12 @@ fn outputs_used_later_are_kept_and_repeated_outputs_returned() {
     let out = run(&g, &[t(&[2], &[-1.0, 3.0])]);
     assert_eq!(
         out,
-        vec![t(&[2], &[0.0, 3.0]), t(&[2], &[0.0, 9.0]), t(&[2], &[0.0, 3.0]), t(&[2], &[-1.0, 3.0])]
+        vec![
+            t(&[2], &[0.0, 3.0]),
+            t(&[2], &[0.0, 9.0]),
+            t(&[2], &[0.0, 3.0]),
+            t(&[2], &[-1.0, 3.0])
+        ]
     );
 }
 
@@ -668,7 +810,9 @@ fn inputs_are_checked() {
     let info = verify(&g).expect("verifies");
     assert_eq!(
         interpret(&g, &info, &[]),
-        Err(InterpError::Input("the network takes 1 input(s) but 0 tensor(s) were given".to_string()))
+        Err(InterpError::Input(
+            "the network takes 1 input(s) but 0 tensor(s) were given".to_string()
+        ))
     );
     assert_eq!(
         interpret(&g, &info, &[t(&[3, 2], &[0.0; 6])]),
@@ -693,7 +837,14 @@ fn a_graph_changed_after_verification_is_refused_not_run() {
     let mut g = Graph::new("t");
     let x = g.add_input("x", f32t(&[4]));
     let w = lit(&mut g, "w", &[2, 4], &[0.0; 8]);
-    let d = g.add_node("d", Op::Dense(Dense { weight: w, bias: None }), &[x]);
+    let d = g.add_node(
+        "d",
+        Op::Dense(Dense {
+            weight: w,
+            bias: None,
+        }),
+        &[x],
+    );
     g.add_output(d);
     let info = verify(&g).expect("verifies");
     g.weights.get_mut(w).ty = f32t(&[2, 5]);
@@ -710,17 +861,26 @@ fn a_graph_changed_after_verification_is_refused_not_run() {
 fn empty_results_are_computed_without_work() {
     // A zero-row batch through dense, and a zero-channel conv.
     let y = run_one(&t(&[0, 4], &[]), |g| {
-        Op::Dense(Dense { weight: lit(g, "w", &[3, 4], &[0.0; 12]), bias: None })
+        Op::Dense(Dense {
+            weight: lit(g, "w", &[3, 4], &[0.0; 12]),
+            bias: None,
+        })
     });
     assert_eq!(y, t(&[0, 3], &[]));
     // Zero input features: dense gives its bias.
     let y = run_one(&t(&[0], &[]), |g| {
-        Op::Dense(Dense { weight: lit(g, "w", &[2, 0], &[]), bias: Some(lit(g, "b", &[2], &[1.0, 2.0])) })
+        Op::Dense(Dense {
+            weight: lit(g, "w", &[2, 0], &[]),
+            bias: Some(lit(g, "b", &[2], &[1.0, 2.0])),
+        })
     });
     assert_eq!(y, t(&[2], &[1.0, 2.0]));
     // Zero input channels: conv gives its bias everywhere.
     let y = run_one(&t(&[0, 2, 2], &[]), |g| {
-        Op::Conv2d(Conv2d { bias: Some(lit(g, "b", &[1], &[5.0])), ..conv(lit(g, "w", &[1, 0, 1, 1], &[])) })
+        Op::Conv2d(Conv2d {
+            bias: Some(lit(g, "b", &[1], &[5.0])),
+            ..conv(lit(g, "w", &[1, 0, 1, 1], &[]))
+        })
     });
     assert_eq!(y, t(&[1, 2, 2], &[5.0; 4]));
 }
@@ -730,28 +890,39 @@ fn empty_results_are_computed_without_work() {
 /// A shape and two shapes that broadcast to it: each axis of each operand is kept or set to 1,
 /// and leading axes may be dropped.
 fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>, Vec<usize>)> {
-    prop::collection::vec((1usize..4, any::<bool>(), any::<bool>()), 0..5).prop_flat_map(|axes| {
-        let rank = axes.len();
-        (Just(axes), 0..=rank, 0..=rank)
-    })
-    .prop_map(|(axes, drop_a, drop_b)| {
-        let out: Vec<usize> = axes.iter().map(|a| a.0).collect();
-        let a: Vec<usize> = axes.iter().map(|&(d, one, _)| if one { 1 } else { d }).collect();
-        let b: Vec<usize> = axes.iter().map(|&(d, _, one)| if one { 1 } else { d }).collect();
-        // The result keeps an axis only if one operand still has it at full size.
-        let out: Vec<usize> = out
-            .iter()
-            .enumerate()
-            .map(|(k, &d)| {
-                let in_a = k >= drop_a && a[k] == d;
-                let in_b = k >= drop_b && b[k] == d;
-                if in_a || in_b { d } else { 1 }
-            })
-            .collect();
-        // Axes both operands lack are not in the result either.
-        let lead = drop_a.min(drop_b);
-        (a[drop_a..].to_vec(), b[drop_b..].to_vec(), out[lead..].to_vec())
-    })
+    prop::collection::vec((1usize..4, any::<bool>(), any::<bool>()), 0..5)
+        .prop_flat_map(|axes| {
+            let rank = axes.len();
+            (Just(axes), 0..=rank, 0..=rank)
+        })
+        .prop_map(|(axes, drop_a, drop_b)| {
+            let out: Vec<usize> = axes.iter().map(|a| a.0).collect();
+            let a: Vec<usize> = axes
+                .iter()
+                .map(|&(d, one, _)| if one { 1 } else { d })
+                .collect();
+            let b: Vec<usize> = axes
+                .iter()
+                .map(|&(d, _, one)| if one { 1 } else { d })
+                .collect();
+            // The result keeps an axis only if one operand still has it at full size.
+            let out: Vec<usize> = out
+                .iter()
+                .enumerate()
+                .map(|(k, &d)| {
+                    let in_a = k >= drop_a && a[k] == d;
+                    let in_b = k >= drop_b && b[k] == d;
+                    if in_a || in_b { d } else { 1 }
+                })
+                .collect();
+            // Axes both operands lack are not in the result either.
+            let lead = drop_a.min(drop_b);
+            (
+                a[drop_a..].to_vec(),
+                b[drop_b..].to_vec(),
+                out[lead..].to_vec(),
+            )
+        })
 }
 
 proptest! {
@@ -787,52 +958,137 @@ proptest! {
 }
 
 /// Small garbage: any op, any attributes and weight shapes from small ranges (zeros included).
-fn garbage_op(g: &mut Graph, kind: usize, n: &[usize], wdims: &[Vec<usize>]) -> Op {
-    let mut weight = |k: usize| {
-        let dims = &wdims[k % wdims.len()];
+/// With `fit`, weight shapes are derived from the input's shape so that they often match.
+fn garbage_op(
+    g: &mut Graph,
+    kind: usize,
+    x: &[usize],
+    n: &[usize],
+    random: &[Vec<usize>],
+    fit: bool,
+) -> Op {
+    let mut weight = |k: usize, fitted: Vec<usize>| {
+        let dims = if fit {
+            fitted
+        } else {
+            random[k % random.len()].clone()
+        };
         let len = dims.iter().product();
         let values = (0..len).map(|i| (i % 5) as f32 - 2.0).collect();
-        g.add_weight(Weight::literal(format!("w{k}"), f32t(dims), values).expect("count matches"))
+        g.add_weight(Weight::literal(format!("w{k}"), f32t(&dims), values).expect("count matches"))
     };
     let pair = |i: usize| [n[i], n[i + 1]];
     let quad = |i: usize| [n[i], n[i + 1], n[i + 2], n[i + 3]];
     let signed = |i: usize| n[i] as i64 - 2;
+    let rank = x.len();
+    let last = x.last().copied().unwrap_or(1);
+    let channels = if rank >= 3 { x[rank - 3] } else { 1 };
+    let maybe = |yes: bool, id: WeightId| yes.then_some(id);
     match kind % 18 {
-        0 => Op::Dense(Dense { weight: weight(0), bias: (n[0] % 2 == 0).then(|| weight(1)) }),
-        1 => Op::Conv2d(Conv2d {
-            weight: weight(0),
-            bias: (n[0] % 2 == 0).then(|| weight(1)),
-            stride: pair(1),
-            padding: quad(3),
-            dilation: pair(7),
-            groups: n[9],
-        }),
+        0 => {
+            let weight_id = weight(0, vec![n[1], last]);
+            let bias = weight(1, vec![n[1]]);
+            Op::Dense(Dense {
+                weight: weight_id,
+                bias: maybe(n[0].is_multiple_of(2), bias),
+            })
+        }
+        1 => {
+            let groups = if fit { 1 + n[9] % 2 } else { n[9] };
+            let per_group = channels / groups.max(1);
+            let weight_id = weight(
+                0,
+                vec![
+                    groups.max(1) * (1 + n[0] % 2),
+                    per_group,
+                    1 + n[1] % 3,
+                    1 + n[2] % 3,
+                ],
+            );
+            let bias = weight(1, vec![groups.max(1) * (1 + n[0] % 2)]);
+            Op::Conv2d(Conv2d {
+                weight: weight_id,
+                bias: maybe(n[3].is_multiple_of(2), bias),
+                stride: if fit {
+                    [1 + n[1] % 2, 1 + n[4] % 2]
+                } else {
+                    pair(1)
+                },
+                padding: quad(3),
+                dilation: if fit { [1 + n[7] % 2, 1] } else { pair(7) },
+                groups,
+            })
+        }
         2 => Op::Relu,
         3 => Op::Softmax(Axis { axis: signed(0) }),
         4 => Op::LogSoftmax(Axis { axis: signed(1) }),
-        5 => Op::MaxPool2d(Pool2d { kernel: pair(0), stride: pair(2), padding: quad(4), count_include_pad: false }),
-        6 => Op::AvgPool2d(Pool2d { kernel: pair(0), stride: pair(2), padding: quad(4), count_include_pad: n[8] % 2 == 0 }),
+        5 | 6 => {
+            let pool = Pool2d {
+                kernel: if fit {
+                    [1 + n[0] % 2, 1 + n[1] % 2]
+                } else {
+                    pair(0)
+                },
+                stride: if fit {
+                    [1 + n[2] % 2, 1 + n[3] % 3]
+                } else {
+                    pair(2)
+                },
+                padding: if fit {
+                    [n[4] % 2 * (n[0] % 2), 0, 0, n[5] % 2 * (n[1] % 2)]
+                } else {
+                    quad(4)
+                },
+                count_include_pad: n[8].is_multiple_of(2),
+            };
+            if kind % 18 == 5 {
+                Op::MaxPool2d(pool)
+            } else {
+                Op::AvgPool2d(pool)
+            }
+        }
         7 => Op::Flatten(Flatten { axis: n[0] }),
-        8 => Op::Reshape(Reshape { shape: n[..n[9] % 4].iter().map(|&d| d as i64 - 1).collect() }),
-        9 => Op::Transpose(Transpose { perm: n[..n[9] % 4].to_vec() }),
+        8 => Op::Reshape(Reshape {
+            shape: n[..n[9] % 4].iter().map(|&d| d as i64 - 1).collect(),
+        }),
+        9 => Op::Transpose(Transpose {
+            perm: n[..n[9] % 4].to_vec(),
+        }),
         10 => Op::Concat(Axis { axis: signed(0) }),
-        11 => Op::BatchNorm(BatchNorm {
-            scale: weight(0),
-            bias: weight(1),
-            mean: weight(2),
-            var: weight(3),
-            epsilon: 1e-3,
-            axis: n[0],
+        11 => {
+            let axis = if fit && rank > 0 { n[0] % rank } else { n[0] };
+            let c = x.get(axis).copied().unwrap_or(1);
+            Op::BatchNorm(BatchNorm {
+                scale: weight(0, vec![c]),
+                bias: weight(1, vec![c]),
+                mean: weight(2, vec![c]),
+                var: weight(3, vec![c]),
+                epsilon: 1e-3,
+                axis,
+            })
+        }
+        12 => {
+            let h = n[1];
+            let state = if rank == 3 && n[2].is_multiple_of(2) {
+                vec![x[1], h]
+            } else {
+                vec![h]
+            };
+            let with_state = n[0].is_multiple_of(4);
+            Op::Lstm(Lstm {
+                w: weight(0, vec![4 * h, last]),
+                r: weight(1, vec![4 * h, h]),
+                b: maybe(n[0].is_multiple_of(2), weight(2, vec![8 * h])),
+                h0: maybe(with_state, weight(3, state.clone())),
+                c0: maybe(with_state, weight(4, state)),
+            })
+        }
+        13 => Op::Embedding(Embedding {
+            table: weight(0, vec![1 + n[1], n[2]]),
         }),
-        12 => Op::Lstm(Lstm {
-            w: weight(0),
-            r: weight(1),
-            b: (n[0] % 2 == 0).then(|| weight(2)),
-            h0: (n[0] % 4 == 0).then(|| weight(3)),
-            c0: (n[0] % 4 == 0).then(|| weight(4)),
+        14 => Op::Constant(Constant {
+            value: weight(0, vec![n[1], n[2]]),
         }),
-        13 => Op::Embedding(Embedding { table: weight(0) }),
-        14 => Op::Constant(Constant { value: weight(0) }),
         15 => Op::Sigmoid,
         16 => Op::Tanh,
         _ => Op::Identity,
@@ -840,23 +1096,24 @@ fn garbage_op(g: &mut Graph, kind: usize, n: &[usize], wdims: &[Vec<usize>]) -> 
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(3000))]
 
     /// Verification never panics, and whatever verifies also runs (an embedding may still refuse
-    /// an index).
+    /// an index) to a result of the inferred shape.
     #[test]
     fn garbage_never_panics(
-        dims in prop::collection::vec(0usize..5, 0..5),
+        dims in prop::collection::vec(prop_oneof![1 => Just(0usize), 6 => 1usize..6], 0..5),
         int_input in any::<bool>(),
         kind in 0usize..18,
         n in prop::collection::vec(0usize..4, 10),
-        wdims in prop::collection::vec(prop::collection::vec(0usize..9, 0..5), 1..4),
-        extra_operand in any::<bool>(),
+        random in prop::collection::vec(prop::collection::vec(0usize..9, 0..5), 1..4),
+        fit in any::<bool>(),
+        extra_operand in prop::bool::weighted(0.1),
     ) {
         let mut g = Graph::new("garbage");
         let dtype = if int_input { DType::I64 } else { DType::F32 };
         let x = g.add_input("x", TensorType::new(dtype, dims.clone()));
-        let op = garbage_op(&mut g, kind, &n, &wdims);
+        let op = garbage_op(&mut g, kind, &dims, &n, &random, fit);
         let operands: &[NodeId] = match (&op, extra_operand) {
             (Op::Constant(_), _) => &[],
             (_, true) => &[x, x],
@@ -877,4 +1134,79 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+#[ignore]
+fn zz_lenet5_timing() {
+    use crate::weights::{Distribution, RandomInit};
+    let init = |seed| RandomInit {
+        dist: Distribution::Normal {
+            mean: 0.0,
+            std: 0.1,
+        },
+        density: 1.0,
+        seed,
+    };
+    let mut g = Graph::new("lenet5");
+    let x = g.add_input("x", f32t(&[1, 28, 28]));
+    let mut wr = |g: &mut Graph, name: &str, dims: &[usize], seed| {
+        g.add_weight(Weight::random(name, f32t(dims), init(seed)))
+    };
+    let c1w = wr(&mut g, "c1w", &[20, 1, 5, 5], 1);
+    let c1b = wr(&mut g, "c1b", &[20], 2);
+    let c2w = wr(&mut g, "c2w", &[50, 20, 5, 5], 3);
+    let c2b = wr(&mut g, "c2b", &[50], 4);
+    let f1w = wr(&mut g, "f1w", &[500, 800], 5);
+    let f1b = wr(&mut g, "f1b", &[500], 6);
+    let f2w = wr(&mut g, "f2w", &[10, 500], 7);
+    let c1 = g.add_node(
+        "c1",
+        Op::Conv2d(Conv2d {
+            bias: Some(c1b),
+            ..conv(c1w)
+        }),
+        &[x],
+    );
+    let p1 = g.add_node("p1", Op::MaxPool2d(pool(2, 2, [0; 4], false)), &[c1]);
+    let c2 = g.add_node(
+        "c2",
+        Op::Conv2d(Conv2d {
+            bias: Some(c2b),
+            ..conv(c2w)
+        }),
+        &[p1],
+    );
+    let p2 = g.add_node("p2", Op::MaxPool2d(pool(2, 2, [0; 4], false)), &[c2]);
+    let f = g.add_node("f", Op::Flatten(Flatten { axis: 0 }), &[p2]);
+    let d1 = g.add_node(
+        "d1",
+        Op::Dense(Dense {
+            weight: f1w,
+            bias: Some(f1b),
+        }),
+        &[f],
+    );
+    let r = g.add_node("r", Op::Relu, &[d1]);
+    let d2 = g.add_node(
+        "d2",
+        Op::Dense(Dense {
+            weight: f2w,
+            bias: None,
+        }),
+        &[r],
+    );
+    let s = g.add_node("s", Op::Softmax(Axis { axis: -1 }), &[d2]);
+    g.add_output(s);
+    let info = verify(&g).unwrap();
+    let img = t(
+        &[1, 28, 28],
+        &(0..784).map(|i| (i % 17) as f32 / 17.0).collect::<Vec<_>>(),
+    );
+    interpret(&g, &info, std::slice::from_ref(&img)).unwrap();
+    let start = std::time::Instant::now();
+    for _ in 0..1000 {
+        interpret(&g, &info, std::slice::from_ref(&img)).unwrap();
+    }
+    panic!("1000 images: {:?}", start.elapsed());
 }

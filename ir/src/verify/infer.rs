@@ -71,9 +71,7 @@ fn infer_unprefixed(
                 ));
             }
             if let Some(b) = d.bias {
-                vector_of(w(b)?, out, || {
-                    format!("@{} has {out} outputs", weight.name)
-                })?;
+                vector_of(w(b)?, out, || format!("@{} has {out} outputs", weight.name))?;
             }
             let mut dims = x.ty.shape.dims().to_vec();
             *dims.last_mut().expect("rank >= 1") = out;
@@ -214,9 +212,9 @@ fn infer_unprefixed(
                         first.name, first.ty, o.name, o.ty, fd[k], od[k]
                     ));
                 }
-                dims[axis] = dims[axis].checked_add(od[axis]).ok_or_else(|| {
-                    format!("the concatenated axis {axis} overflows")
-                })?;
+                dims[axis] = dims[axis]
+                    .checked_add(od[axis])
+                    .ok_or_else(|| format!("the concatenated axis {axis} overflows"))?;
             }
             f32_of(dims)
         }
@@ -246,10 +244,7 @@ fn infer_unprefixed(
                 (bn.var, "var"),
             ] {
                 vector_of(w(id)?, c, || {
-                    format!(
-                        "the input has {c} channels at axis {} ({slot})",
-                        bn.axis
-                    )
+                    format!("the input has {c} channels at axis {} ({slot})", bn.axis)
                 })?;
             }
             Ok(x.ty.clone())
@@ -444,7 +439,10 @@ fn window_extent(
 
 fn at_least_one(what: &str, v: [usize; 2]) -> Result<(), String> {
     if v.contains(&0) {
-        Err(format!("{what} must be at least 1, found [{}, {}]", v[0], v[1]))
+        Err(format!(
+            "{what} must be at least 1, found [{}, {}]",
+            v[0], v[1]
+        ))
     } else {
         Ok(())
     }
@@ -594,7 +592,9 @@ fn lstm(l: &Lstm, weights: &Weights, x: Operand<'_>) -> Result<TensorType, Strin
     }
     if let Some(b) = l.b {
         let b = weight(weights, b)?;
-        let want = h.checked_mul(8).ok_or("the bias size 8 * hidden overflows")?;
+        let want = h
+            .checked_mul(8)
+            .ok_or("the bias size 8 * hidden overflows")?;
         if b.ty.shape.dims() != [want] {
             return Err(format!(
                 "@{} is {} but @{} gives hidden size {h}, so the bias must be [{want}] (input then recurrent biases)",

@@ -33,7 +33,10 @@ fn lazy(g: &mut Graph, name: &str, dims: &[usize]) -> WeightId {
 }
 
 /// The type `op` gives for one input of `dims`, in a graph that outputs it.
-fn infer_one(dims: &[usize], op: impl FnOnce(&mut Graph) -> Op) -> Result<TensorType, Vec<VerifyError>> {
+fn infer_one(
+    dims: &[usize],
+    op: impl FnOnce(&mut Graph) -> Op,
+) -> Result<TensorType, Vec<VerifyError>> {
     let mut g = Graph::new("t");
     let x = g.add_input("x", f32t(dims));
     let op = op(&mut g);
@@ -188,7 +191,9 @@ fn softmax_axis_range() {
         err_msg(&[2, 3], |_| Op::Softmax(Axis { axis: 2 })),
         "softmax: axis 2 is out of range for `x` : f32[2, 3] (it must be in -2..2)"
     );
-    assert!(err_msg(&[2, 3], |_| Op::LogSoftmax(Axis { axis: -3 })).starts_with("log_softmax: axis -3"));
+    assert!(
+        err_msg(&[2, 3], |_| Op::LogSoftmax(Axis { axis: -3 })).starts_with("log_softmax: axis -3")
+    );
     assert!(err_msg(&[], |_| Op::Softmax(Axis { axis: -1 })).contains("is a scalar"));
     assert!(err_msg(&[2], |_| Op::Softmax(Axis { axis: i64::MIN })).contains("out of range"));
 }
@@ -196,11 +201,20 @@ fn softmax_axis_range() {
 #[test]
 fn pool_shapes() {
     // 2x2/2 on 4x5: floor((4-2)/2)+1 = 2, floor((5-2)/2)+1 = 2.
-    assert_eq!(ok_dims(&[3, 4, 5], |_| Op::MaxPool2d(pool(2, 2, [0; 4]))), [3, 2, 2]);
+    assert_eq!(
+        ok_dims(&[3, 4, 5], |_| Op::MaxPool2d(pool(2, 2, [0; 4]))),
+        [3, 2, 2]
+    );
     // 3x3/1 padding 1 keeps the size; with a batch axis.
-    assert_eq!(ok_dims(&[2, 3, 4, 5], |_| Op::AvgPool2d(pool(3, 1, [1; 4]))), [2, 3, 4, 5]);
+    assert_eq!(
+        ok_dims(&[2, 3, 4, 5], |_| Op::AvgPool2d(pool(3, 1, [1; 4]))),
+        [2, 3, 4, 5]
+    );
     // 3x3/2 padding [0, 0, 1, 1] on 6x6: (6+1-3)/2+1 = 3.
-    assert_eq!(ok_dims(&[1, 6, 6], |_| Op::MaxPool2d(pool(3, 2, [0, 0, 1, 1]))), [1, 3, 3]);
+    assert_eq!(
+        ok_dims(&[1, 6, 6], |_| Op::MaxPool2d(pool(3, 2, [0, 0, 1, 1]))),
+        [1, 3, 3]
+    );
 }
 
 #[test]
@@ -218,7 +232,10 @@ fn pool_errors() {
         "avgpool2d: the window spans 3 along the height but the padded input height is only 2 (2 + 0 top + 0 bottom), so the output would be empty"
     );
     assert!(err_msg(&[1, 0, 4], |_| Op::AvgPool2d(pool(1, 1, [0; 4]))).contains("its height is 0"));
-    let zero_kernel = Pool2d { kernel: [0, 2], ..pool(2, 1, [0; 4]) };
+    let zero_kernel = Pool2d {
+        kernel: [0, 2],
+        ..pool(2, 1, [0; 4])
+    };
     assert_eq!(
         err_msg(&[1, 4, 4], |_| Op::MaxPool2d(zero_kernel)),
         "maxpool2d: kernel must be at least 1, found [0, 2]"
@@ -308,7 +325,10 @@ fn broadcasting_shapes() {
     assert_eq!(binary(Op::Add, &[0, 3], &[1, 3]), Ok(vec![0, 3]));
     assert_eq!(binary(Op::Add, &[1], &[0]), Ok(vec![0]));
     let e = binary(Op::Add, &[3, 4], &[5]).expect_err("4 vs 5");
-    assert!(e.starts_with("add: shapes [3, 4] and [5] do not broadcast"), "{e}");
+    assert!(
+        e.starts_with("add: shapes [3, 4] and [5] do not broadcast"),
+        "{e}"
+    );
     assert_eq!(
         binary(Op::Mul, &[2, 3, 4], &[2, 4]),
         Err("mul: shapes [2, 3, 4] and [2, 4] do not broadcast (3 and 2 at axis -2)".to_string())
@@ -336,7 +356,9 @@ fn concat_shapes() {
     let at: Vec<Location> = errors.iter().map(|e| e.at).collect();
     assert_eq!(
         at,
-        [bad_dim, bad_rank, bad_axis, none].map(Location::Node).to_vec()
+        [bad_dim, bad_rank, bad_axis, none]
+            .map(Location::Node)
+            .to_vec()
     );
     assert_eq!(
         errors[0].message,
@@ -346,7 +368,11 @@ fn concat_shapes() {
         errors[1].message,
         "concat: `s` : f32[3] has rank 1 but `a` : f32[2, 3] has rank 2"
     );
-    assert!(errors[2].message.starts_with("concat: axis 2 is out of range"));
+    assert!(
+        errors[2]
+            .message
+            .starts_with("concat: axis 2 is out of range")
+    );
     assert_eq!(
         errors[3].message,
         "concat: takes at least 1 value operands but has 0"
@@ -415,8 +441,14 @@ fn lstm_shapes() {
     assert_eq!(ok_dims(&[5, 3], |g| lstm(g, 2, 3, None)), [5, 2]);
     assert_eq!(ok_dims(&[5, 4, 3], |g| lstm(g, 2, 3, None)), [5, 4, 2]);
     assert_eq!(ok_dims(&[5, 3], |g| lstm(g, 2, 3, Some(&[2]))), [5, 2]);
-    assert_eq!(ok_dims(&[5, 4, 3], |g| lstm(g, 2, 3, Some(&[2]))), [5, 4, 2]);
-    assert_eq!(ok_dims(&[5, 4, 3], |g| lstm(g, 2, 3, Some(&[4, 2]))), [5, 4, 2]);
+    assert_eq!(
+        ok_dims(&[5, 4, 3], |g| lstm(g, 2, 3, Some(&[2]))),
+        [5, 4, 2]
+    );
+    assert_eq!(
+        ok_dims(&[5, 4, 3], |g| lstm(g, 2, 3, Some(&[4, 2]))),
+        [5, 4, 2]
+    );
     assert_eq!(
         err_msg(&[5, 3], |g| lstm(g, 2, 3, Some(&[1, 2]))),
         "lstm: @h0 (h0) is [1, 2] but must be [2] (the input has no batch axis)"
@@ -433,7 +465,13 @@ fn lstm_shapes() {
     let bad_w = |g: &mut Graph| {
         let w = zeros(g, "w", &[7, 3]);
         let r = zeros(g, "r", &[7, 1]);
-        Op::Lstm(Lstm { w, r, b: None, h0: None, c0: None })
+        Op::Lstm(Lstm {
+            w,
+            r,
+            b: None,
+            h0: None,
+            c0: None,
+        })
     };
     assert_eq!(
         err_msg(&[5, 3], bad_w),
@@ -442,7 +480,13 @@ fn lstm_shapes() {
     let bad_r = |g: &mut Graph| {
         let w = zeros(g, "w", &[8, 3]);
         let r = zeros(g, "r", &[8, 3]);
-        Op::Lstm(Lstm { w, r, b: None, h0: None, c0: None })
+        Op::Lstm(Lstm {
+            w,
+            r,
+            b: None,
+            h0: None,
+            c0: None,
+        })
     };
     assert_eq!(
         err_msg(&[5, 3], bad_r),
@@ -452,14 +496,26 @@ fn lstm_shapes() {
         let w = zeros(g, "w", &[8, 3]);
         let r = zeros(g, "r", &[8, 2]);
         let b = Some(zeros(g, "b", &[8]));
-        Op::Lstm(Lstm { w, r, b, h0: None, c0: None })
+        Op::Lstm(Lstm {
+            w,
+            r,
+            b,
+            h0: None,
+            c0: None,
+        })
     };
     assert!(err_msg(&[5, 3], bad_b).contains("so the bias must be [16]"));
     let gap = |g: &mut Graph| {
         let w = zeros(g, "w", &[8, 3]);
         let r = zeros(g, "r", &[8, 2]);
         let c0 = Some(zeros(g, "c0", &[2]));
-        Op::Lstm(Lstm { w, r, b: None, h0: None, c0 })
+        Op::Lstm(Lstm {
+            w,
+            r,
+            b: None,
+            h0: None,
+            c0,
+        })
     };
     assert!(err_msg(&[5, 3], gap).contains("may only be left out from the end"));
 }
@@ -513,7 +569,14 @@ fn dense_feature_mismatch_message() {
     let x = g.add_input("x", f32t(&[700]));
     let w = lazy(&mut g, "ip1.weight", &[300, 784]);
     let b = lazy(&mut g, "ip1.bias", &[300]);
-    let h = g.add_node("h1", Op::Dense(Dense { weight: w, bias: Some(b) }), &[x]);
+    let h = g.add_node(
+        "h1",
+        Op::Dense(Dense {
+            weight: w,
+            bias: Some(b),
+        }),
+        &[x],
+    );
     g.add_output(h);
     assert_eq!(
         verify(&g),
@@ -535,9 +598,22 @@ fn dense_other_errors() {
         err_msg(&[4], bias),
         "dense: @b is [4] but @w has 3 outputs, so it must be [3]"
     );
-    let matrix = |g: &mut Graph| Op::Dense(Dense { weight: zeros(g, "w", &[12]), bias: None });
-    assert_eq!(err_msg(&[4], matrix), "dense: @w must be a matrix [out, in] but is [12]");
-    let scalar = |g: &mut Graph| Op::Dense(Dense { weight: zeros(g, "w", &[3, 4]), bias: None });
+    let matrix = |g: &mut Graph| {
+        Op::Dense(Dense {
+            weight: zeros(g, "w", &[12]),
+            bias: None,
+        })
+    };
+    assert_eq!(
+        err_msg(&[4], matrix),
+        "dense: @w must be a matrix [out, in] but is [12]"
+    );
+    let scalar = |g: &mut Graph| {
+        Op::Dense(Dense {
+            weight: zeros(g, "w", &[3, 4]),
+            bias: None,
+        })
+    };
     assert_eq!(
         err_msg(&[], scalar),
         "dense: input `x` is a scalar (f32[]); dense needs at least one axis"
@@ -574,7 +650,11 @@ fn conv2d_errors() {
     );
     assert!(err_msg(&[6, 4, 4], grouped(0, 4)).contains("groups must be at least 1"));
     assert_eq!(
-        err_msg(&[2, 2, 9], |g| Op::Conv2d(conv(zeros(g, "w", &[1, 2, 3, 3])))),
+        err_msg(&[2, 2, 9], |g| Op::Conv2d(conv(zeros(
+            g,
+            "w",
+            &[1, 2, 3, 3]
+        )))),
         "conv2d: the window spans 3 along the height but the padded input height is only 2 (2 + 0 top + 0 bottom), so the output would be empty"
     );
     assert!(
@@ -584,9 +664,22 @@ fn conv2d_errors() {
         }))
         .contains("spans 5 along the width (3 taps at dilation 2)")
     );
-    assert!(err_msg(&[2, 4], |g| Op::Conv2d(conv(zeros(g, "w", &[1, 2, 3, 3])))).contains("[C, H, W] or [N, C, H, W]"));
-    assert!(err_msg(&[2, 4, 4], |g| Op::Conv2d(conv(zeros(g, "w", &[1, 2, 3])))).contains("must be [out, in/groups, kh, kw]"));
-    assert!(err_msg(&[2, 4, 4], |g| Op::Conv2d(conv(zeros(g, "w", &[1, 2, 0, 3])))).contains("empty 0x3 kernel"));
+    assert!(
+        err_msg(&[2, 4], |g| Op::Conv2d(conv(zeros(g, "w", &[1, 2, 3, 3]))))
+            .contains("[C, H, W] or [N, C, H, W]")
+    );
+    assert!(
+        err_msg(&[2, 4, 4], |g| Op::Conv2d(conv(zeros(g, "w", &[1, 2, 3]))))
+            .contains("must be [out, in/groups, kh, kw]")
+    );
+    assert!(
+        err_msg(&[2, 4, 4], |g| Op::Conv2d(conv(zeros(
+            g,
+            "w",
+            &[1, 2, 0, 3]
+        ))))
+        .contains("empty 0x3 kernel")
+    );
     assert!(
         err_msg(&[2, 4, 4], |g| Op::Conv2d(Conv2d {
             stride: [0, 1],
@@ -597,7 +690,10 @@ fn conv2d_errors() {
     assert!(
         err_msg(&[2, 4, 4], |g| {
             let bias = Some(zeros(g, "b", &[2]));
-            Op::Conv2d(Conv2d { bias, ..conv(zeros(g, "w", &[1, 2, 1, 1])) })
+            Op::Conv2d(Conv2d {
+                bias,
+                ..conv(zeros(g, "w", &[1, 2, 1, 1]))
+            })
         })
         .contains("@b is [2] but @w has 1 output channels, so it must be [1]")
     );
@@ -648,12 +744,45 @@ fn operand_counts_and_positions() {
     g.remove_node(k);
     let errors = verify(&g).expect_err("malformed");
     let found: Vec<(Location, &str)> = errors.iter().map(|e| (e.at, e.message.as_str())).collect();
-    assert!(found.contains(&(Location::Node(fed), "input `fed` is not listed among the network inputs, so it never gets a value")), "{found:?}");
-    assert!(found.contains(&(Location::Node(two), "relu: takes 1 value operand but has 2")), "{found:?}");
-    assert!(found.contains(&(Location::Node(gap), "add: operand positions are [1] but must be exactly 0..1")), "{found:?}");
-    assert!(found.contains(&(Location::Node(short), "mul: takes 2 value operands but has 1")), "{found:?}");
-    assert!(found.contains(&(Location::Node(none), "tanh: takes 1 value operand but has 0")), "{found:?}");
-    assert!(found.contains(&(Location::Node(fed), "input: takes 0 value operands but has 1")), "{found:?}");
+    assert!(
+        found.contains(&(
+            Location::Node(fed),
+            "input `fed` is not listed among the network inputs, so it never gets a value"
+        )),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(Location::Node(two), "relu: takes 1 value operand but has 2")),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(
+            Location::Node(gap),
+            "add: operand positions are [1] but must be exactly 0..1"
+        )),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(
+            Location::Node(short),
+            "mul: takes 2 value operands but has 1"
+        )),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(
+            Location::Node(none),
+            "tanh: takes 1 value operand but has 0"
+        )),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&(
+            Location::Node(fed),
+            "input: takes 0 value operands but has 1"
+        )),
+        "{found:?}"
+    );
     assert_eq!(errors.len(), 6, "{found:?}");
 }
 
@@ -675,9 +804,30 @@ fn weights_are_checked() {
     shrunk.ty = f32t(&[3]);
     let shrunk = g.add_weight(shrunk);
     let unused = lazy(&mut g, "unused", &[7, 7]);
-    let a = g.add_node("a", Op::Dense(Dense { weight: int_w, bias: None }), &[x]);
-    let b = g.add_node("b", Op::Dense(Dense { weight: huge, bias: None }), &[x]);
-    let c = g.add_node("c", Op::Dense(Dense { weight: far, bias: None }), &[x]);
+    let a = g.add_node(
+        "a",
+        Op::Dense(Dense {
+            weight: int_w,
+            bias: None,
+        }),
+        &[x],
+    );
+    let b = g.add_node(
+        "b",
+        Op::Dense(Dense {
+            weight: huge,
+            bias: None,
+        }),
+        &[x],
+    );
+    let c = g.add_node(
+        "c",
+        Op::Dense(Dense {
+            weight: far,
+            bias: None,
+        }),
+        &[x],
+    );
     let d = g.add_node("d", Op::Constant(Constant { value: shrunk }), &[]);
     for n in [a, b, c, d] {
         g.add_output(n);
@@ -792,7 +942,14 @@ fn several_independent_problems_are_all_reported() {
     let mut g = Graph::new("t");
     let x = g.add_input("x", f32t(&[4]));
     let w = zeros(&mut g, "w", &[3, 5]);
-    let bad_dense = g.add_node("d", Op::Dense(Dense { weight: w, bias: None }), &[x]);
+    let bad_dense = g.add_node(
+        "d",
+        Op::Dense(Dense {
+            weight: w,
+            bias: None,
+        }),
+        &[x],
+    );
     let after = g.add_node("after", Op::Relu, &[bad_dense]); // no cascade from `d`
     let bad_add = g.add_node("sum", Op::Add, &[x, after]);
     let y = g.add_input("y", f32t(&[2, 3]));
@@ -810,25 +967,60 @@ fn several_independent_problems_are_all_reported() {
         [dup, bad_dense, bad_sm, big].map(Location::Node).to_vec(),
         "{errors:?}"
     );
-    assert!(errors[3].message.starts_with("input: the result f32[1099511627776, 1099511627776] has more elements"));
+    assert!(
+        errors[3]
+            .message
+            .starts_with("input: the result f32[1099511627776, 1099511627776] has more elements")
+    );
 }
 
 #[test]
 fn result_overflow_is_an_error() {
     // Each input fits, the broadcast result does not.
     let e = binary(Op::Add, &[1 << 40, 1], &[1, 1 << 40]).expect_err("overflow");
-    assert!(e.starts_with("add: the result f32[1099511627776, 1099511627776] has more elements"), "{e}");
+    assert!(
+        e.starts_with("add: the result f32[1099511627776, 1099511627776] has more elements"),
+        "{e}"
+    );
 }
 
 #[test]
 fn zero_sized_dimensions_verify() {
-    assert_eq!(ok_dims(&[0, 4], |g| Op::Dense(Dense { weight: zeros(g, "w", &[3, 4]), bias: None })), [0, 3]);
-    assert_eq!(ok_dims(&[0], |g| Op::Dense(Dense { weight: zeros(g, "w", &[3, 0]), bias: None })), [3]);
-    assert_eq!(ok_dims(&[0, 2, 3, 3], |_| Op::MaxPool2d(pool(2, 1, [0; 4]))), [0, 2, 2, 2]);
-    assert_eq!(ok_dims(&[0, 3, 3], |g| Op::Conv2d(conv(zeros(g, "w", &[2, 0, 1, 1])))), [2, 3, 3]);
-    assert_eq!(ok_dims(&[0, 5], |_| Op::Flatten(Flatten { axis: 1 })), [0, 5]);
+    assert_eq!(
+        ok_dims(&[0, 4], |g| Op::Dense(Dense {
+            weight: zeros(g, "w", &[3, 4]),
+            bias: None
+        })),
+        [0, 3]
+    );
+    assert_eq!(
+        ok_dims(&[0], |g| Op::Dense(Dense {
+            weight: zeros(g, "w", &[3, 0]),
+            bias: None
+        })),
+        [3]
+    );
+    assert_eq!(
+        ok_dims(&[0, 2, 3, 3], |_| Op::MaxPool2d(pool(2, 1, [0; 4]))),
+        [0, 2, 2, 2]
+    );
+    assert_eq!(
+        ok_dims(&[0, 3, 3], |g| Op::Conv2d(conv(zeros(
+            g,
+            "w",
+            &[2, 0, 1, 1]
+        )))),
+        [2, 3, 3]
+    );
+    assert_eq!(
+        ok_dims(&[0, 5], |_| Op::Flatten(Flatten { axis: 1 })),
+        [0, 5]
+    );
     assert_eq!(ok_dims(&[0, 3], |g| lstm(g, 2, 3, None)), [0, 2]);
-    assert_eq!(ok_dims(&[3, 0, 3], |g| lstm(g, 2, 3, Some(&[0, 2]))), [3, 0, 2]);
+    assert_eq!(
+        ok_dims(&[3, 0, 3], |g| lstm(g, 2, 3, Some(&[0, 2]))),
+        [3, 0, 2]
+    );
     assert_eq!(ok_dims(&[0], |_| Op::Softmax(Axis { axis: 0 })), [0]);
 }
 
@@ -838,7 +1030,10 @@ fn verifying_a_large_network_leaves_weights_lazy() {
     let mut g = Graph::new("fc");
     let x = g.add_input("x", f32t(&[25088]));
     let mut h = x;
-    for (i, (out, inp)) in [(4096, 25088), (4096, 4096), (1000, 4096)].into_iter().enumerate() {
+    for (i, (out, inp)) in [(4096, 25088), (4096, 4096), (1000, 4096)]
+        .into_iter()
+        .enumerate()
+    {
         let weight = lazy(&mut g, &format!("fc{i}.weight"), &[out, inp]);
         let bias = Some(lazy(&mut g, &format!("fc{i}.bias"), &[out]));
         h = g.add_node(format!("fc{i}"), Op::Dense(Dense { weight, bias }), &[h]);

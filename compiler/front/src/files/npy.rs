@@ -12,7 +12,9 @@
 //!   its compressed size allows (deflate expands at most 1032-fold), so memory stays proportional
 //!   to the archive's size.
 
-use super::{FileError, FileErrorKind, SourceDType, check_values, decode, read_all, shape_text, write_atomic};
+use super::{
+    FileError, FileErrorKind, SourceDType, check_values, decode, read_all, shape_text, write_atomic,
+};
 use npyz::{DType, Endianness, NpyFile, Order, TypeChar};
 use sprig_ir::{Shape, Tensor};
 use std::collections::HashSet;
@@ -40,19 +42,27 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, FileError> {
     let bytes = read_all(path)?;
     let err = |kind| FileError::new(path, kind);
     let file_len = bytes.len() as u64;
-    let mut archive = zip::ZipArchive::new(Cursor::new(bytes.as_slice()))
-        .map_err(|e| err(FileErrorKind::Zip { reason: e.to_string() }))?;
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes.as_slice())).map_err(|e| {
+        err(FileErrorKind::Zip {
+            reason: e.to_string(),
+        })
+    })?;
     let mut arrays = Vec::new();
     let mut seen = HashSet::new();
     for i in 0..archive.len() {
-        let mut member = archive
-            .by_index(i)
-            .map_err(|e| err(FileErrorKind::Zip { reason: format!("member {i}: {e}") }))?;
+        let mut member = archive.by_index(i).map_err(|e| {
+            err(FileErrorKind::Zip {
+                reason: format!("member {i}: {e}"),
+            })
+        })?;
         if member.is_dir() {
             continue;
         }
         let member_name = member.name().to_string();
-        let name = member_name.strip_suffix(".npy").unwrap_or(&member_name).to_string();
+        let name = member_name
+            .strip_suffix(".npy")
+            .unwrap_or(&member_name)
+            .to_string();
         let in_member = |kind| {
             err(FileErrorKind::InMember {
                 name: name.clone(),
@@ -63,7 +73,8 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, FileError> {
         let declared = member.size();
         let compressed = member.compressed_size();
         let stored = member.compression() == zip::CompressionMethod::Stored;
-        let raw = read_member(&mut member, declared, compressed, stored, file_len).map_err(in_member)?;
+        let raw =
+            read_member(&mut member, declared, compressed, stored, file_len).map_err(in_member)?;
         let tensor = parse_npy(&raw).map_err(in_member)?;
         if !seen.insert(name.clone()) {
             return Err(err(FileErrorKind::DuplicateArray { name }));
@@ -75,7 +86,8 @@ pub fn read_npz(path: &Path) -> Result<Vec<(String, Tensor)>, FileError> {
 
 /// Writes `tensor` as a `.npy` file: `<f4`, C order.
 pub fn write_npy(path: &Path, tensor: &Tensor) -> Result<(), FileError> {
-    check_values("the array", tensor.dims(), tensor.data.len()).map_err(|kind| FileError::new(path, kind))?;
+    check_values("the array", tensor.dims(), tensor.data.len())
+        .map_err(|kind| FileError::new(path, kind))?;
     let header = npy_header(tensor.dims());
     write_atomic(path, |file| {
         let mut w = BufWriter::new(file);
@@ -93,7 +105,10 @@ pub fn write_npz(path: &Path, arrays: &[(String, Tensor)]) -> Result<(), FileErr
     let mut seen = HashSet::new();
     for (name, tensor) in arrays {
         let what = format!("array `{name}`");
-        let bad = |reason: &str| FileErrorKind::BadInput { what: what.clone(), reason: reason.to_string() };
+        let bad = |reason: &str| FileErrorKind::BadInput {
+            what: what.clone(),
+            reason: reason.to_string(),
+        };
         if name.is_empty() {
             return Err(err(bad("an array name must not be empty")));
         }
@@ -103,7 +118,10 @@ pub fn write_npz(path: &Path, arrays: &[(String, Tensor)]) -> Result<(), FileErr
         check_values(&what, tensor.dims(), tensor.data.len()).map_err(err)?;
     }
     let zip_err = |e: zip::result::ZipError| {
-        err(FileErrorKind::Io { action: "assemble the archive", error: io::Error::other(e.to_string()) })
+        err(FileErrorKind::Io {
+            action: "assemble the archive",
+            error: io::Error::other(e.to_string()),
+        })
     };
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
     for (name, tensor) in arrays {
@@ -113,7 +131,8 @@ pub fn write_npz(path: &Path, arrays: &[(String, Tensor)]) -> Result<(), FileErr
         let options = zip::write::SimpleFileOptions::default()
             .compression_method(zip::CompressionMethod::Stored)
             .large_file(size >= u64::from(u32::MAX));
-        zip.start_file(format!("{name}.npy"), options).map_err(zip_err)?;
+        zip.start_file(format!("{name}.npy"), options)
+            .map_err(zip_err)?;
         zip.write_all(&header)
             .and_then(|()| write_f32s(&mut zip, &tensor.data))
             .map_err(|e| zip_err(e.into()))?;
@@ -136,7 +155,13 @@ fn read_member(
             "the member claims {compressed} compressed bytes, but the whole archive is {file_len} bytes"
         )));
     }
-    let limit = if stored { compressed } else { compressed.saturating_mul(MAX_DEFLATE_RATIO).saturating_add(64) };
+    let limit = if stored {
+        compressed
+    } else {
+        compressed
+            .saturating_mul(MAX_DEFLATE_RATIO)
+            .saturating_add(64)
+    };
     if declared > limit {
         return Err(zip_err(format!(
             "the member claims {declared} uncompressed bytes, more than its {compressed} compressed bytes can hold"
@@ -169,13 +194,22 @@ pub(super) fn parse_npy(bytes: &[u8]) -> Result<Tensor, FileErrorKind> {
     let len = bytes.len() as u64;
     if !bytes.starts_with(MAGIC) {
         return Err(if MAGIC.starts_with(bytes) {
-            FileErrorKind::Truncated { what: "the magic bytes", len }
+            FileErrorKind::Truncated {
+                what: "the magic bytes",
+                len,
+            }
         } else {
-            FileErrorKind::BadMagic { format: ".npy", magic: "\\x93NUMPY" }
+            FileErrorKind::BadMagic {
+                format: ".npy",
+                magic: "\\x93NUMPY",
+            }
         });
     }
     let (Some(&major), Some(&minor)) = (bytes.get(6), bytes.get(7)) else {
-        return Err(FileErrorKind::Truncated { what: "the format version", len });
+        return Err(FileErrorKind::Truncated {
+            what: "the format version",
+            len,
+        });
     };
     let prefix: usize = match (major, minor) {
         (1, 0) => 10,
@@ -183,15 +217,32 @@ pub(super) fn parse_npy(bytes: &[u8]) -> Result<Tensor, FileErrorKind> {
         _ => return Err(FileErrorKind::UnsupportedVersion { major, minor }),
     };
     let Some(len_bytes) = bytes.get(8..prefix) else {
-        return Err(FileErrorKind::Truncated { what: "the header length", len });
+        return Err(FileErrorKind::Truncated {
+            what: "the header length",
+            len,
+        });
     };
-    let header_len = len_bytes.iter().rev().fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
+    let header_len = len_bytes
+        .iter()
+        .rev()
+        .fold(0u64, |acc, &b| (acc << 8) | u64::from(b));
     // No overflow: header_len < 2^32 and prefix is 10 or 12.
     let end = prefix as u64 + header_len;
-    let Some(text) = usize::try_from(end).ok().and_then(|end| bytes.get(prefix..end)) else {
-        return Err(FileErrorKind::HeaderPastEnd { offset: prefix as u64, header_len, len });
+    let Some(text) = usize::try_from(end)
+        .ok()
+        .and_then(|end| bytes.get(prefix..end))
+    else {
+        return Err(FileErrorKind::HeaderPastEnd {
+            offset: prefix as u64,
+            header_len,
+            len,
+        });
     };
-    let bad = |reason: String| FileErrorKind::BadHeader { offset: prefix as u64, end, reason };
+    let bad = |reason: String| FileErrorKind::BadHeader {
+        offset: prefix as u64,
+        end,
+        reason,
+    };
     let dims = match screen_header(text) {
         Ok(dims) => dims,
         Err(Screen::Bad(reason)) => return Err(bad(reason)),
@@ -209,9 +260,15 @@ pub(super) fn parse_npy(bytes: &[u8]) -> Result<Tensor, FileErrorKind> {
     }
     let type_str = match header.dtype() {
         DType::Plain(t) => t,
-        other => return Err(FileErrorKind::UnsupportedNpyDtype { dtype: other.descr() }),
+        other => {
+            return Err(FileErrorKind::UnsupportedNpyDtype {
+                dtype: other.descr(),
+            });
+        }
     };
-    let unsupported = || FileErrorKind::UnsupportedNpyDtype { dtype: type_str.to_string() };
+    let unsupported = || FileErrorKind::UnsupportedNpyDtype {
+        dtype: type_str.to_string(),
+    };
     let dtype = match (type_str.type_char(), type_str.size_field()) {
         (TypeChar::Float, 2) => SourceDType::F16,
         (TypeChar::Float, 4) => SourceDType::F32,
@@ -234,7 +291,12 @@ pub(super) fn parse_npy(bytes: &[u8]) -> Result<Tensor, FileErrorKind> {
     let values = dims.iter().product::<usize>();
     let data = npy.into_inner();
     let offset = (bytes.len() - data.len()) as u64;
-    let expected = values.checked_mul(dtype.size()).ok_or_else(|| FileErrorKind::ShapeOverflow { shape: shape_text(&dims) })?;
+    let expected =
+        values
+            .checked_mul(dtype.size())
+            .ok_or_else(|| FileErrorKind::ShapeOverflow {
+                shape: shape_text(&dims),
+            })?;
     if data.len() != expected {
         return Err(FileErrorKind::DataSize {
             shape: shape_text(&dims),
@@ -249,7 +311,10 @@ pub(super) fn parse_npy(bytes: &[u8]) -> Result<Tensor, FileErrorKind> {
     if fortran && dims.len() > 1 {
         values = fortran_to_c(&values, &dims);
     }
-    Ok(Tensor { shape: Shape::new(dims), data: values })
+    Ok(Tensor {
+        shape: Shape::new(dims),
+        data: values,
+    })
 }
 
 /// Checks a header's text (see the module invariants) and returns its shape.
@@ -271,7 +336,9 @@ fn screen_header(text: &[u8]) -> Result<Vec<u64>, Screen> {
             '(' | '[' | '{' => {
                 depth += 1;
                 if depth > MAX_NESTING {
-                    return Err(Screen::Bad(format!("the header nests brackets more than {MAX_NESTING} deep")));
+                    return Err(Screen::Bad(format!(
+                        "the header nests brackets more than {MAX_NESTING} deep"
+                    )));
                 }
             }
             ')' | ']' | '}' => depth = depth.saturating_sub(1),
@@ -283,7 +350,10 @@ fn screen_header(text: &[u8]) -> Result<Vec<u64>, Screen> {
     }
     let at = text.find("shape").unwrap_or(0);
     let (before, after) = (&text[..at], &text[at + "shape".len()..]);
-    let quote = before.chars().next_back().filter(|&q| q == '\'' || q == '"');
+    let quote = before
+        .chars()
+        .next_back()
+        .filter(|&q| q == '\'' || q == '"');
     let Some(rest) = quote.and_then(|q| after.strip_prefix(q)) else {
         return Err(bad("`shape` is not a quoted dictionary key"));
     };
@@ -305,7 +375,9 @@ fn screen_header(text: &[u8]) -> Result<Vec<u64>, Screen> {
         let n = rest.bytes().take_while(u8::is_ascii_digit).count();
         let d = &rest[..n];
         if d.is_empty() || (d.len() > 1 && d.starts_with('0')) {
-            return Err(bad("the shape holds something other than non-negative decimal integers"));
+            return Err(bad(
+                "the shape holds something other than non-negative decimal integers",
+            ));
         }
         digits.push(d);
         rest = rest[n..].trim_start();
@@ -314,7 +386,9 @@ fn screen_header(text: &[u8]) -> Result<Vec<u64>, Screen> {
         } else if rest.is_empty() {
             return Err(bad("the shape tuple is not closed"));
         } else if !rest.starts_with(close) {
-            return Err(bad("the shape holds something other than non-negative decimal integers"));
+            return Err(bad(
+                "the shape holds something other than non-negative decimal integers",
+            ));
         }
     }
     let overflow = || Screen::Overflow(shape_text(&digits));
@@ -323,7 +397,9 @@ fn screen_header(text: &[u8]) -> Result<Vec<u64>, Screen> {
     for d in &digits {
         let dim: u64 = d.parse().map_err(|_| overflow())?;
         let as_usize = usize::try_from(dim).map_err(|_| overflow())?;
-        nonzero_product = nonzero_product.checked_mul(as_usize.max(1)).ok_or_else(overflow)?;
+        nonzero_product = nonzero_product
+            .checked_mul(as_usize.max(1))
+            .ok_or_else(overflow)?;
         dims.push(dim);
     }
     Ok(dims)
@@ -368,11 +444,21 @@ fn fortran_to_c(data: &[f32], dims: &[usize]) -> Vec<f32> {
 fn npy_header(dims: &[usize]) -> Vec<u8> {
     let shape = match dims {
         [d] => format!("({d},)"),
-        _ => format!("({})", dims.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")),
+        _ => format!(
+            "({})",
+            dims.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     };
     let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
     let padded = |prefix: usize| (prefix + dict.len() + 1).next_multiple_of(64) - prefix;
-    let (version, prefix) = if padded(10) <= usize::from(u16::MAX) { (1u8, 10) } else { (2u8, 12) };
+    let (version, prefix) = if padded(10) <= usize::from(u16::MAX) {
+        (1u8, 10)
+    } else {
+        (2u8, 12)
+    };
     let text_len = padded(prefix);
     let mut out = Vec::with_capacity(prefix + text_len);
     out.extend_from_slice(MAGIC);

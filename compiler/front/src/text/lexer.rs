@@ -112,9 +112,14 @@ mod tests {
         use Token::*;
         assert_eq!(
             kinds(r#"let h1 = dense(x, @ip1.weight) # comment"#),
-            vec![Ident, Ident, Eq, Ident, LParen, Ident, Comma, At, Ident, RParen]
+            vec![
+                Ident, Ident, Eq, Ident, LParen, Ident, Comma, At, Ident, RParen
+            ]
         );
-        assert_eq!(kinds("1 -2 3.5 -0.5e-3 1e9 .5 -inf"), vec![Int, Int, Float, Float, Float, Float, Float]);
+        assert_eq!(
+            kinds("1 -2 3.5 -0.5e-3 1e9 .5 -inf"),
+            vec![Int, Int, Float, Float, Float, Float, Float]
+        );
         assert_eq!(kinds(r#""a\"b" "open"#), vec![Str, UnterminatedStr]);
         assert_eq!(kinds("x $$ y"), vec![Ident, Error, Ident]);
     }

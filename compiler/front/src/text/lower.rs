@@ -28,7 +28,10 @@ pub struct Parsed {
 }
 
 /// The closest candidate to `name`, when one is close enough to be a likely typo.
-pub(crate) fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn suggest<'a>(
+    name: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (name.chars().count() / 3).max(1);
     candidates
         .into_iter()
@@ -65,10 +68,10 @@ pub fn lower(
     base_dir: Option<&Path>,
     diags: Vec<Diag>,
 ) -> Result<Parsed, Diagnostics> {
-    let name = ast.network.as_ref().map_or_else(
-        || default_network_name(file_name),
-        |n| n.value.clone(),
-    );
+    let name = ast
+        .network
+        .as_ref()
+        .map_or_else(|| default_network_name(file_name), |n| n.value.clone());
     let mut l = Lowerer {
         diags,
         graph: Graph::new(name),
@@ -92,7 +95,10 @@ pub fn lower(
         return Err(Diagnostics::new(file_name, source, l.diags));
     }
     match sprig_ir::verify(&l.graph) {
-        Ok(info) => Ok(Parsed { graph: l.graph, info }),
+        Ok(info) => Ok(Parsed {
+            graph: l.graph,
+            info,
+        }),
         Err(errors) => {
             let diags = errors
                 .into_iter()
@@ -131,7 +137,11 @@ fn verify_diag(graph: &Graph, ast: &Ast, e: sprig_ir::VerifyError) -> Diag {
     let span = span
         .or_else(|| ast.network.as_ref().map(|n| n.span.clone()))
         .unwrap_or(0..0);
-    let label = if label.is_empty() { "here".to_string() } else { label };
+    let label = if label.is_empty() {
+        "here".to_string()
+    } else {
+        label
+    };
     Diag::error(e.message, span, label)
 }
 
@@ -141,7 +151,10 @@ impl Lowerer {
             return;
         };
         self.graph.weights_file = Some(file.value.clone());
-        let path = base_dir.map_or_else(|| Path::new(&file.value).to_path_buf(), |d| d.join(&file.value));
+        let path = base_dir.map_or_else(
+            || Path::new(&file.value).to_path_buf(),
+            |d| d.join(&file.value),
+        );
         match files::read_safetensors(&path) {
             Ok(w) => self.file = Some(w),
             Err(e) => {
@@ -172,7 +185,12 @@ impl Lowerer {
     }
 
     /// The values of tensor `key` from the weights file, or a diagnostic at `span`.
-    fn file_tensor(&mut self, weight: &str, key: &str, span: &Span) -> Option<(Vec<usize>, Arc<[f32]>)> {
+    fn file_tensor(
+        &mut self,
+        weight: &str,
+        key: &str,
+        span: &Span,
+    ) -> Option<(Vec<usize>, Arc<[f32]>)> {
         let Some(file) = &self.file else {
             if self.file_ok {
                 self.diags.push(
@@ -213,7 +231,10 @@ impl Lowerer {
         let ty = TensorType::new(decl.ty.dtype, decl.ty.dims.clone());
         if decl.ty.dtype != sprig_ir::DType::F32 {
             self.diags.push(Diag::error(
-                format!("weight `@{}` has element type {}, but weights are f32", decl.name.value, decl.ty.dtype),
+                format!(
+                    "weight `@{}` has element type {}, but weights are f32",
+                    decl.name.value, decl.ty.dtype
+                ),
                 decl.ty.span.clone(),
                 "expected f32",
             ));
@@ -221,7 +242,10 @@ impl Lowerer {
         }
         let Some(len) = ty.shape.checked_len() else {
             self.diags.push(Diag::error(
-                format!("weight `@{}` has more elements than memory can address", decl.name.value),
+                format!(
+                    "weight `@{}` has more elements than memory can address",
+                    decl.name.value
+                ),
                 decl.ty.span.clone(),
                 "element count overflows",
             ));
@@ -267,7 +291,11 @@ impl Lowerer {
                 }
                 Weight::literal(name.clone(), ty, values.clone())
             }
-            WeightInitExpr::Random { dist, density, seed } => {
+            WeightInitExpr::Random {
+                dist,
+                density,
+                seed,
+            } => {
                 let dist = match *dist {
                     DistExpr::Normal(mean, std) => Distribution::Normal { mean, std },
                     DistExpr::Uniform(low, high) => Distribution::Uniform { low, high },
@@ -286,7 +314,8 @@ impl Lowerer {
         match weight {
             Ok(w) => {
                 let id = self.graph.add_weight(w.with_span(span_of(&decl.span)));
-                self.weight_names.insert(name, (Some(id), decl.name.span.clone()));
+                self.weight_names
+                    .insert(name, (Some(id), decl.name.span.clone()));
             }
             Err(e) => self
                 .diags
@@ -299,7 +328,10 @@ impl Lowerer {
         if let Some((id, _)) = self.weight_names.get(&name.value) {
             return *id;
         }
-        let in_file = self.file.as_ref().is_some_and(|f| f.get(&name.value).is_some());
+        let in_file = self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.get(&name.value).is_some());
         if !in_file {
             if self.file_ok {
                 let mut candidates: Vec<String> = self.weight_names.keys().cloned().collect();
@@ -307,7 +339,10 @@ impl Lowerer {
                     candidates.extend(f.names().map(str::to_string));
                 }
                 candidates.sort();
-                let hint = did_you_mean(suggest(&name.value, candidates.iter().map(String::as_str)), "@");
+                let hint = did_you_mean(
+                    suggest(&name.value, candidates.iter().map(String::as_str)),
+                    "@",
+                );
                 let reason = match &self.graph.weights_file {
                     Some(f) => format!("not declared and not in `{f}`"),
                     None => "not declared, and there is no weights file".to_string(),
@@ -325,11 +360,13 @@ impl Lowerer {
         match Weight::from_file(name.value.clone(), ty, name.value.clone(), values) {
             Ok(w) => {
                 let id = self.graph.add_weight(w.with_span(span_of(&name.span)));
-                self.weight_names.insert(name.value.clone(), (Some(id), name.span.clone()));
+                self.weight_names
+                    .insert(name.value.clone(), (Some(id), name.span.clone()));
                 Some(id)
             }
             Err(e) => {
-                self.diags.push(Diag::error(e.to_string(), name.span.clone(), "here"));
+                self.diags
+                    .push(Diag::error(e.to_string(), name.span.clone(), "here"));
                 None
             }
         }
@@ -439,7 +476,10 @@ impl Lowerer {
             self.diags.push(Diag::error(
                 format!("`{}` takes {what}, found {values}", schema.name),
                 call.span.clone(),
-                format!("{values} value operand{}", if values == 1 { "" } else { "s" }),
+                format!(
+                    "{values} value operand{}",
+                    if values == 1 { "" } else { "s" }
+                ),
             ));
             ok = false;
         }
@@ -457,7 +497,9 @@ impl Lowerer {
                     BuildError::WeightCount { .. } => None,
                 };
                 let label = match &e {
-                    BuildError::WeightCount { .. } => format!("{} weight operand(s)", weights.len()),
+                    BuildError::WeightCount { .. } => {
+                        format!("{} weight operand(s)", weights.len())
+                    }
                     BuildError::UnknownAttr { .. } => "unknown attribute".to_string(),
                     BuildError::DuplicateAttr { .. } => "given again here".to_string(),
                     BuildError::BadAttr { .. } => "bad value".to_string(),
@@ -507,7 +549,12 @@ impl Lowerer {
         }
     }
 
-    fn mark_outputs(&mut self, ast: &Ast, nodes: &HashMap<String, (Option<NodeId>, Span)>, source: &str) {
+    fn mark_outputs(
+        &mut self,
+        ast: &Ast,
+        nodes: &HashMap<String, (Option<NodeId>, Span)>,
+        source: &str,
+    ) {
         let mut seen: HashMap<&str, Span> = HashMap::new();
         for out in &ast.outputs {
             if let Some(first) = seen.get(out.value.as_str()) {
@@ -540,7 +587,9 @@ impl Lowerer {
                     ast.network.as_ref().map_or(end..end, |n| n.span.clone()),
                     "nothing is marked as an output",
                 )
-                .with_note("mark a value as a result with `output NAME = op(...)` or `output NAME`"),
+                .with_note(
+                    "mark a value as a result with `output NAME = op(...)` or `output NAME`",
+                ),
             );
         }
     }
@@ -551,7 +600,11 @@ fn attr_key_span(call: &Call, attr: &str, last: bool) -> Option<Span> {
         Arg::Attr(k, _) if k.value == attr => Some(k.span.clone()),
         _ => None,
     });
-    if last { spans.last() } else { spans.next() }
+    if last {
+        spans.next_back()
+    } else {
+        spans.next()
+    }
 }
 
 fn attr_value_span(call: &Call, attr: &str) -> Option<Span> {

@@ -88,7 +88,12 @@ impl<'s> Parser<'s> {
         }
     }
 
-    fn error(&mut self, span: Span, message: impl Into<String>, label: impl Into<String>) -> Abandon {
+    fn error(
+        &mut self,
+        span: Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> Abandon {
         self.diags.push(Diag::error(message, span, label));
         Abandon
     }
@@ -105,7 +110,10 @@ impl<'s> Parser<'s> {
                 let text = self.text(l).to_string();
                 self.error(
                     l.start..l.end,
-                    format!("unexpected character{} `{text}`", if text.chars().count() > 1 { "s" } else { "" }),
+                    format!(
+                        "unexpected character{} `{text}`",
+                        if text.chars().count() > 1 { "s" } else { "" }
+                    ),
                     format!("expected {expected}"),
                 )
             }
@@ -163,8 +171,12 @@ impl<'s> Parser<'s> {
                 if let Some(first) = &ast.network {
                     let first = first.span.clone();
                     self.diags.push(
-                        Diag::error("the network is named twice", name.span.clone(), "second name")
-                            .with_secondary(first, "first named here"),
+                        Diag::error(
+                            "the network is named twice",
+                            name.span.clone(),
+                            "second name",
+                        )
+                        .with_secondary(first, "first named here"),
                     );
                 } else {
                     ast.network = Some(name);
@@ -175,8 +187,12 @@ impl<'s> Parser<'s> {
                 if let Some(first) = &ast.weights_file {
                     let first = first.span.clone();
                     self.diags.push(
-                        Diag::error("only one weights file may be named", file.span.clone(), "second weights file")
-                            .with_secondary(first, "first named here"),
+                        Diag::error(
+                            "only one weights file may be named",
+                            file.span.clone(),
+                            "second weights file",
+                        )
+                        .with_secondary(first, "first named here"),
                     );
                 } else {
                     ast.weights_file = Some(file);
@@ -258,7 +274,9 @@ impl<'s> Parser<'s> {
                     let decoded = rest
                         .strip_prefix('{')
                         .and_then(|r| r.split_once('}'))
-                        .and_then(|(hex, _)| u32::from_str_radix(hex, 16).ok().map(|v| (hex.len(), v)))
+                        .and_then(|(hex, _)| {
+                            u32::from_str_radix(hex, 16).ok().map(|v| (hex.len(), v))
+                        })
                         .and_then(|(n, v)| char::from_u32(v).map(|c| (n, c)));
                     let Some((n, c)) = decoded else {
                         return Err(self.error(
@@ -322,7 +340,11 @@ impl<'s> Parser<'s> {
                 value: v,
                 span: l.start..l.end,
             }),
-            None => Err(self.error(l.start..l.end, format!("bad number `{text}`"), "not a number")),
+            None => Err(self.error(
+                l.start..l.end,
+                format!("bad number `{text}`"),
+                "not a number",
+            )),
         }
     }
 
@@ -343,7 +365,11 @@ impl<'s> Parser<'s> {
             loop {
                 let d = self.int("a dimension")?;
                 let Ok(dim) = usize::try_from(d.value) else {
-                    return Err(self.error(d.span, "a dimension cannot be negative", "negative dimension"));
+                    return Err(self.error(
+                        d.span,
+                        "a dimension cannot be negative",
+                        "negative dimension",
+                    ));
                 };
                 dims.push(dim);
                 if self.eat(Token::RBracket) {
@@ -361,7 +387,11 @@ impl<'s> Parser<'s> {
     }
 
     /// `@NAME : TYPE [= INIT]`; when it fails after the name, the name goes to `broken`.
-    fn weight_decl(&mut self, start: usize, broken: &mut Vec<Spanned<String>>) -> PResult<WeightDecl> {
+    fn weight_decl(
+        &mut self,
+        start: usize,
+        broken: &mut Vec<Spanned<String>>,
+    ) -> PResult<WeightDecl> {
         self.expect(Token::At, "`@` and a weight name")?;
         let name = self.name("a weight name")?;
         let decl = self.weight_decl_rest(start, name.clone());
@@ -429,7 +459,10 @@ impl<'s> Parser<'s> {
 
     fn random(&mut self) -> PResult<WeightInitExpr> {
         self.expect(Token::LParen, "`(`")?;
-        let d = self.expect(Token::Ident, "a distribution: `normal(MEAN, STD)` or `uniform(LOW, HIGH)`")?;
+        let d = self.expect(
+            Token::Ident,
+            "a distribution: `normal(MEAN, STD)` or `uniform(LOW, HIGH)`",
+        )?;
         let kind = self.text(d);
         if kind != "normal" && kind != "uniform" {
             return Err(self.error(
@@ -471,14 +504,22 @@ impl<'s> Parser<'s> {
                 "density" => {
                     let d = self.number("a density between 0 and 1")?;
                     if !(0.0..=1.0).contains(&d.value) {
-                        return Err(self.error(d.span, "density must be between 0 and 1", "out of range"));
+                        return Err(self.error(
+                            d.span,
+                            "density must be between 0 and 1",
+                            "out of range",
+                        ));
                     }
                     density = d.value;
                 }
                 "seed" => {
                     let s = self.int("a seed (a non-negative integer)")?;
                     let Ok(v) = u64::try_from(s.value) else {
-                        return Err(self.error(s.span, "a seed cannot be negative", "negative seed"));
+                        return Err(self.error(
+                            s.span,
+                            "a seed cannot be negative",
+                            "negative seed",
+                        ));
                     };
                     seed = v;
                 }
@@ -492,7 +533,11 @@ impl<'s> Parser<'s> {
             }
         }
         self.expect(Token::RParen, "`,` or `)`")?;
-        Ok(WeightInitExpr::Random { dist, density, seed })
+        Ok(WeightInitExpr::Random {
+            dist,
+            density,
+            seed,
+        })
     }
 
     fn call(&mut self) -> PResult<Call> {
@@ -529,7 +574,9 @@ impl<'s> Parser<'s> {
             (Some(a), Some(b)) if a.token == Token::Ident && b.token == Token::Eq
         );
         if !is_attr {
-            return Ok(Arg::Value(self.name("a value name, `@weight` or `attribute = value`")?));
+            return Ok(Arg::Value(
+                self.name("a value name, `@weight` or `attribute = value`")?,
+            ));
         }
         let key = self.expect(Token::Ident, "an attribute name")?;
         self.pos += 1; // `=`
@@ -553,7 +600,9 @@ impl<'s> Parser<'s> {
                 self.pos += 1;
                 AttrValue::Bool(text == "true")
             }
-            Token::Ident if text == "inf" || text == "nan" => AttrValue::Float(self.number("a number")?.value),
+            Token::Ident if text == "inf" || text == "nan" => {
+                AttrValue::Float(self.number("a number")?.value)
+            }
             Token::LBracket => {
                 self.pos += 1;
                 let mut values = Vec::new();
@@ -568,7 +617,10 @@ impl<'s> Parser<'s> {
                 }
                 AttrValue::Ints(values)
             }
-            _ => return Err(self.unexpected("an attribute value (a number, `true`, `false` or `[integers]`)")),
+            _ => {
+                return Err(self
+                    .unexpected("an attribute value (a number, `true`, `false` or `[integers]`)"));
+            }
         };
         let end = self.tokens[self.pos - 1].end;
         Ok(Spanned {

@@ -129,3 +129,42 @@ fn lenet_300_100_matches_its_training_script_on_mnist() {
 fn lenet5_matches_its_training_script_on_mnist() {
     check_lenet("lenet5");
 }
+
+/// The generator's values are part of every model that uses it: they must never change. The
+/// snapshot pins the first values (as bits) of a normal and a uniform generator.
+#[test]
+fn generator_values_are_pinned() {
+    use sprig_ir::{Distribution, RandomInit};
+    let normal = RandomInit {
+        dist: Distribution::Normal {
+            mean: 0.0,
+            std: 1.0,
+        },
+        density: 0.5,
+        seed: 42,
+    };
+    let uniform = RandomInit {
+        dist: Distribution::Uniform {
+            low: -1.0,
+            high: 1.0,
+        },
+        density: 1.0,
+        seed: 7,
+    };
+    // The second chunk starts its own stream: elements from 65536 on are pinned too.
+    let n = normal.generate(65_544);
+    let u = uniform.generate(8);
+    let show = |v: &[f32]| {
+        v.iter()
+            .map(|x| format!("{x:?} ({:#010x})", x.to_bits()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let text = format!(
+        "normal(0, 1), density 0.5, seed 42:\n{}\n...\n{}\nuniform(-1, 1), seed 7:\n{}",
+        show(&n[..8]),
+        show(&n[65_536..]),
+        show(&u)
+    );
+    insta::assert_snapshot!(text);
+}

@@ -18,7 +18,7 @@ use std::process::ExitCode;
     long_about = "sprig reads a network description (sprig's text format, with weights from a \
 safetensors file, inline values or seeded generators), checks it, prints its IR and runs it.\n\n\
 Start with:\n  sprig check examples/lenet_300_100.sprig\n  sprig dump examples/lenet_300_100.sprig\n  \
-sprig run examples/lenet_300_100.sprig --input examples/inputs/digit7.npy"
+sprig run examples/lenet5.sprig --input examples/inputs/mnist_digits_8.npy"
 )]
 struct Cli {
     #[command(subcommand)]

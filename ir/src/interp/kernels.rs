@@ -3,8 +3,9 @@
 //! Contract: every kernel gets operands whose shapes type inference accepted (the interpreter
 //! checks that before calling) and whose result is not empty, and computes its result shape
 //! from the operands itself. Reductions sum in increasing index order from zero and add the
-//! bias last. Loop orders are chosen so inner loops run over contiguous memory: dense is a dot
-//! product per output, conv2d accumulates one weight times an input row into an output row.
+//! bias last. Loop orders are chosen so inner loops run over contiguous memory: dense and conv2d
+//! both reduce to dot products of contiguous weight rows with a contiguous vector (conv2d first
+//! gathers each output position's receptive field into one).
 
 use crate::op::{Conv2d, Pool2d};
 use crate::tensor::Tensor;
@@ -31,6 +32,38 @@ pub(super) fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// `out[o] = sum_k m[o, k] v[k]` for `m` row-major `[out.len(), v.len()]`, each sum taken in
+/// increasing `k` from zero. Four rows go at a time as four independent sums (for speed); each
+/// still adds its terms in order, so every output equals its plain dot product.
+fn matvec(m: &[f32], v: &[f32], out: &mut [f32]) {
+    let k = v.len();
+    let row = |o: usize| &m[o * k..(o + 1) * k];
+    let blocked = out.len() - out.len() % 4;
+    for o in (0..blocked).step_by(4) {
+        let mut acc = [0.0f32; 4];
+        for ((((&x, &w0), &w1), &w2), &w3) in v
+            .iter()
+            .zip(row(o))
+            .zip(row(o + 1))
+            .zip(row(o + 2))
+            .zip(row(o + 3))
+        {
+            acc[0] += w0 * x;
+            acc[1] += w1 * x;
+            acc[2] += w2 * x;
+            acc[3] += w3 * x;
+        }
+        out[o..o + 4].copy_from_slice(&acc);
+    }
+    for (o, y) in out.iter_mut().enumerate().skip(blocked) {
+        let mut acc = 0.0f32;
+        for (&w, &x) in row(o).iter().zip(v) {
+            acc += w * x;
+        }
+        *y = acc;
+    }
+}
+
 /// `y[.., o] = sum_i w[o, i] x[.., i] + b[o]`, with `w` row-major `[out, in]`.
 pub(super) fn dense(x: &Tensor, w: &[f32], out: usize, b: Option<&[f32]>) -> Tensor {
     let dims = x.dims();
@@ -38,17 +71,12 @@ pub(super) fn dense(x: &Tensor, w: &[f32], out: usize, b: Option<&[f32]>) -> Ten
     let rows = size(&dims[..dims.len() - 1]);
     let mut y = vec![0.0f32; rows * out];
     for r in 0..rows {
-        let xr = &x.data[r * inp..(r + 1) * inp];
-        for o in 0..out {
-            let wr = &w[o * inp..(o + 1) * inp];
-            let mut acc = 0.0f32;
-            for (&wv, &xv) in wr.iter().zip(xr) {
-                acc += wv * xv;
+        let yr = &mut y[r * out..(r + 1) * out];
+        matvec(w, &x.data[r * inp..(r + 1) * inp], yr);
+        if let Some(b) = b {
+            for (yv, &bv) in yr.iter_mut().zip(b) {
+                *yv += bv;
             }
-            y[r * out + o] = match b {
-                Some(b) => acc + b[o],
-                None => acc,
-            };
         }
     }
     let mut out_dims = dims.to_vec();
@@ -77,8 +105,12 @@ fn valid_range(n_out: usize, stride: usize, offset: i128, len: usize) -> (usize,
     (lo as usize, hi as usize)
 }
 
+/// Receptive fields gathered at a time, in floats, bounding conv2d's scratch memory.
+const PATCH_FLOATS: usize = 1 << 16;
+
 /// 2-D cross-correlation with zero padding, stride, dilation and groups; `w` is
-/// `[O, C/groups, kh, kw]`; `x` is `[C, H, W]` or `[N, C, H, W]`.
+/// `[O, C/groups, kh, kw]`; `x` is `[C, H, W]` or `[N, C, H, W]`. Each output is the dot product
+/// of its filter with its receptive field, both ordered (channel, ky, kx), plus the bias.
 pub(super) fn conv2d(
     x: &Tensor,
     w: &[f32],
@@ -96,42 +128,60 @@ pub(super) fn conv2d(
     let oh = (h + pt + pb - dh * (kh - 1) - 1) / sh + 1;
     let ow = (wd + pl + pr - dw * (kw - 1) - 1) / sw + 1;
     let og = o_ch / c.groups;
+    let k_len = cg * kh * kw;
+    // For each kernel row ky: the output rows that read a real input row, and the input row
+    // the first of them reads; likewise for each kernel column kx. They depend on the tap only.
+    let taps = |n_out: usize, stride: usize, dilation: usize, pad: usize, len: usize, k: usize| {
+        let offset = (k * dilation) as i128 - pad as i128;
+        let (lo, hi) = valid_range(n_out, stride, offset, len);
+        // In range whenever lo < hi; unused otherwise.
+        let first = (lo as i128 * stride as i128 + offset).max(0) as usize;
+        (lo, hi, first)
+    };
+    let row_taps: Vec<_> = (0..kh).map(|ky| taps(oh, sh, dh, pt, h, ky)).collect();
+    let col_taps: Vec<_> = (0..kw).map(|kx| taps(ow, sw, dw, pl, wd, kx)).collect();
+
+    let block_rows = (PATCH_FLOATS / (ow * k_len).max(1)).clamp(1, oh);
+    let mut patches = vec![0.0f32; block_rows * ow * k_len];
+    let mut column = vec![0.0f32; og];
     let mut y = vec![0.0f32; n * o_ch * oh * ow];
     for ni in 0..n {
-        for oc in 0..o_ch {
-            let g = oc / og;
-            let plane_at = (ni * o_ch + oc) * oh * ow;
-            let plane = &mut y[plane_at..plane_at + oh * ow];
-            for cl in 0..cg {
-                let ci = g * cg + cl;
-                let in_at = (ni * ch + ci) * h * wd;
-                let input = &x.data[in_at..in_at + h * wd];
-                for ky in 0..kh {
-                    for kx in 0..kw {
-                        let wv = w[((oc * cg + cl) * kh + ky) * kw + kx];
-                        let col_offset = (kx * dw) as i128 - pl as i128;
-                        let (ox_lo, ox_hi) = valid_range(ow, sw, col_offset, wd);
-                        if ox_lo == ox_hi {
-                            continue;
-                        }
-                        // First input column read, for output column ox_lo (in range).
-                        let col0 = (ox_lo as i128 * sw as i128 + col_offset) as usize;
-                        let row_offset = (ky * dh) as i128 - pt as i128;
-                        let (oy_lo, oy_hi) = valid_range(oh, sh, row_offset, h);
-                        for oy in oy_lo..oy_hi {
-                            let iy = (oy as i128 * sh as i128 + row_offset) as usize;
-                            let in_row = &input[iy * wd + col0..(iy + 1) * wd];
-                            let out_row = &mut plane[oy * ow + ox_lo..oy * ow + ox_hi];
-                            for (o, &v) in out_row.iter_mut().zip(in_row.iter().step_by(sw)) {
-                                *o += wv * v;
+        for g in 0..c.groups {
+            let filters = &w[g * og * k_len..(g + 1) * og * k_len];
+            let channels = &x.data[(ni * ch + g * cg) * h * wd..(ni * ch + (g + 1) * cg) * h * wd];
+            for oy0 in (0..oh).step_by(block_rows) {
+                let oy1 = (oy0 + block_rows).min(oh);
+                // patches[(oy - oy0) * ow + ox][(cl * kh + ky) * kw + kx] = input cell, or 0
+                // where the tap falls on padding.
+                patches.fill(0.0);
+                for cl in 0..cg {
+                    let input = &channels[cl * h * wd..(cl + 1) * h * wd];
+                    for (ky, &(oy_lo, oy_hi, iy0)) in row_taps.iter().enumerate() {
+                        for (kx, &(ox_lo, ox_hi, ix0)) in col_taps.iter().enumerate() {
+                            let k = (cl * kh + ky) * kw + kx;
+                            for oy in oy0.max(oy_lo)..oy1.min(oy_hi) {
+                                let iy = iy0 + (oy - oy_lo) * sh;
+                                let in_row = &input[iy * wd..(iy + 1) * wd];
+                                for (step, ox) in (ox_lo..ox_hi).enumerate() {
+                                    let p = (oy - oy0) * ow + ox;
+                                    patches[p * k_len + k] = in_row[ix0 + step * sw];
+                                }
                             }
                         }
                     }
                 }
-            }
-            if let Some(b) = b {
-                for v in plane.iter_mut() {
-                    *v += b[oc];
+                for oy in oy0..oy1 {
+                    for ox in 0..ow {
+                        let p = (oy - oy0) * ow + ox;
+                        matvec(filters, &patches[p * k_len..(p + 1) * k_len], &mut column);
+                        for (o, &v) in column.iter().enumerate() {
+                            let oc = g * og + o;
+                            y[((ni * o_ch + oc) * oh + oy) * ow + ox] = match b {
+                                Some(b) => v + b[oc],
+                                None => v,
+                            };
+                        }
+                    }
                 }
             }
         }

@@ -1150,7 +1150,7 @@ fn zz_lenet5_timing() {
     };
     let mut g = Graph::new("lenet5");
     let x = g.add_input("x", f32t(&[1, 28, 28]));
-    let mut wr = |g: &mut Graph, name: &str, dims: &[usize], seed| {
+    let wr = |g: &mut Graph, name: &str, dims: &[usize], seed| {
         g.add_weight(Weight::random(name, f32t(dims), init(seed)))
     };
     let c1w = wr(&mut g, "c1w", &[20, 1, 5, 5], 1);
@@ -1203,10 +1203,10 @@ fn zz_lenet5_timing() {
         &[1, 28, 28],
         &(0..784).map(|i| (i % 17) as f32 / 17.0).collect::<Vec<_>>(),
     );
-    interpret(&g, &info, std::slice::from_ref(&img)).unwrap();
+    let first = interpret(&g, &info, std::slice::from_ref(&img)).unwrap();
     let start = std::time::Instant::now();
     for _ in 0..1000 {
         interpret(&g, &info, std::slice::from_ref(&img)).unwrap();
     }
-    panic!("1000 images: {:?}", start.elapsed());
+    panic!("1000 images: {:?} {:?}", start.elapsed(), first[0].data);
 }

@@ -170,7 +170,8 @@ impl Graph {
         users
     }
 
-    /// Makes every use of `old` (as an operand or an output) a use of `new`.
+    /// Makes every use of `old` (as an operand or an output) a use of `new`. The inputs list is
+    /// left alone: an input stays an input even when nothing uses it any more.
     pub fn replace_uses(&mut self, old: NodeId, new: NodeId) {
         for (user, pos) in self.users(old) {
             let edge = self
@@ -183,11 +184,6 @@ impl Graph {
         for out in &mut self.outputs {
             if *out == old {
                 *out = new;
-            }
-        }
-        for input in &mut self.inputs {
-            if *input == old {
-                *input = new;
             }
         }
     }

@@ -211,11 +211,15 @@ fn check_names(graph: &Graph, problems: &mut Problems) {
     }
 }
 
+/// The most names a cycle message lists before eliding the middle of the loop.
+const CYCLE_SHOWN: usize = 12;
+
 /// One error per cycle (strongly connected component with a loop), at its smallest node id,
-/// naming the nodes around the loop in data-flow order.
+/// naming the nodes around the loop in data-flow order. Kosaraju's algorithm runs on petgraph's
+/// iterative walkers, so a long cycle cannot exhaust the stack.
 fn report_cycles(graph: &Graph, problems: &mut Problems) {
     let by_index: HashMap<usize, NodeId> = graph.node_ids().map(|id| (id.index(), id)).collect();
-    let mut cycles: Vec<Vec<NodeId>> = petgraph::algo::tarjan_scc(graph.petgraph())
+    let mut cycles: Vec<Vec<NodeId>> = petgraph::algo::kosaraju_scc(graph.petgraph())
         .into_iter()
         .map(|scc| {
             let mut ids: Vec<NodeId> = scc.iter().map(|ix| by_index[&ix.index()]).collect();
@@ -229,12 +233,21 @@ fn report_cycles(graph: &Graph, problems: &mut Problems) {
         let start = scc[0];
         let path = loop_through(graph, start, &scc.iter().copied().collect());
         let names: Vec<&str> = path.iter().map(|&n| graph.node(n).name.as_str()).collect();
+        // A long loop shows its first and last steps and how many values it passes.
+        let through = if names.len() > CYCLE_SHOWN {
+            let tail = &names[names.len() - CYCLE_SHOWN / 2..];
+            format!(
+                "{} -> ... -> {} ({} values on the cycle)",
+                names[..CYCLE_SHOWN / 2].join(" -> "),
+                tail.join(" -> "),
+                names.len() - 1
+            )
+        } else {
+            names.join(" -> ")
+        };
         problems.push(
             Location::Node(start),
-            format!(
-                "cycle: this value depends on itself through {}",
-                names.join(" -> ")
-            ),
+            format!("cycle: this value depends on itself through {through}"),
         );
     }
 }

@@ -141,7 +141,7 @@ pub(super) fn conv2d(
     let row_taps: Vec<_> = (0..kh).map(|ky| taps(oh, sh, dh, pt, h, ky)).collect();
     let col_taps: Vec<_> = (0..kw).map(|kx| taps(ow, sw, dw, pl, wd, kx)).collect();
 
-    let block_rows = (PATCH_FLOATS / (ow * k_len).max(1)).clamp(1, oh);
+    let block_rows = (PATCH_FLOATS / ow.saturating_mul(k_len).max(1)).clamp(1, oh);
     let mut patches = vec![0.0f32; block_rows * ow * k_len];
     let mut column = vec![0.0f32; og];
     let mut y = vec![0.0f32; n * o_ch * oh * ow];

@@ -41,9 +41,9 @@ fn infer_unprefixed(
     }
     check_dtypes(op, operands)?;
     let w = |id: WeightId| weight(weights, id);
-    let x = operands.first().copied();
-    // Every op but input and constant has at least one operand (checked by the arity above).
-    let x = || x.expect("arity checked");
+    let first = operands.first().copied();
+    // Every op but input and constant takes at least one operand (the arity is checked above).
+    let x = || first.expect("arity checked");
     let f32_of = |dims: Vec<usize>| Ok(TensorType::f32(dims));
     match op {
         Op::Input(i) => Ok(i.ty.clone()),

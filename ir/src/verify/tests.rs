@@ -1057,3 +1057,28 @@ fn info_order_is_topological_with_smallest_id_first() {
     assert_eq!(info.order, vec![a, b, s, r]);
     assert_eq!(info.get(s), Some(&f32t(&[2])));
 }
+
+#[test]
+fn long_chains_and_long_cycles_do_not_exhaust_the_stack() {
+    let n = 200_000;
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", f32t(&[1]));
+    let seed = g.add_node("seed", Op::Identity, &[x]);
+    let first = g.add_node("n0", Op::Relu, &[seed]);
+    let mut last = first;
+    for i in 1..n {
+        last = g.add_node(format!("n{i}"), Op::Relu, &[last]);
+    }
+    g.add_output(last);
+    assert_eq!(verify(&g).expect("a chain verifies").order.len(), n + 2);
+
+    // Close the chain into one loop: n0 now reads the last node.
+    g.replace_uses(seed, last);
+    let errors = verify(&g).expect_err("a cycle");
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].at, Location::Node(first));
+    assert_eq!(
+        errors[0].message,
+        "cycle: this value depends on itself through n0 -> n1 -> n2 -> n3 -> n4 -> n5 -> ... -> n199995 -> n199996 -> n199997 -> n199998 -> n199999 -> n0 (200000 values on the cycle)"
+    );
+}

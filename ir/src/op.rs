@@ -390,6 +390,20 @@ pub struct Conv2d {
     pub groups: usize,
 }
 
+impl Conv2d {
+    /// A convolution with the default attributes: stride 1, no padding, no dilation, one group.
+    pub fn new(weight: WeightId, bias: Option<WeightId>) -> Conv2d {
+        Conv2d {
+            weight,
+            bias,
+            stride: [1, 1],
+            padding: [0; 4],
+            dilation: [1, 1],
+            groups: 1,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pool2d {
     pub kernel: [usize; 2],

@@ -85,14 +85,7 @@ fn dense_computes_w_x_plus_b() {
 }
 
 fn conv(weight: WeightId) -> Conv2d {
-    Conv2d {
-        weight,
-        bias: None,
-        stride: [1, 1],
-        padding: [0; 4],
-        dilation: [1, 1],
-        groups: 1,
-    }
+    Conv2d::new(weight, None)
 }
 
 /// x = [[1, 2, 3], [4, 5, 6], [7, 8, 9]] as [1, 3, 3].

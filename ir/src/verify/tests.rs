@@ -66,14 +66,7 @@ fn err_msg(dims: &[usize], op: impl FnOnce(&mut Graph) -> Op) -> String {
 }
 
 fn conv(weight: WeightId) -> Conv2d {
-    Conv2d {
-        weight,
-        bias: None,
-        stride: [1, 1],
-        padding: [0; 4],
-        dilation: [1, 1],
-        groups: 1,
-    }
+    Conv2d::new(weight, None)
 }
 
 fn pool(kernel: usize, stride: usize, padding: [usize; 4]) -> Pool2d {

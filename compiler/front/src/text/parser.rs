@@ -168,35 +168,15 @@ impl<'s> Parser<'s> {
         match self.text(l) {
             "network" => {
                 let name = self.name("a network name")?;
-                if let Some(first) = &ast.network {
-                    let first = first.span.clone();
-                    self.diags.push(
-                        Diag::error(
-                            "the network is named twice",
-                            name.span.clone(),
-                            "second name",
-                        )
-                        .with_secondary(first, "first named here"),
-                    );
-                } else {
-                    ast.network = Some(name);
-                }
+                self.set_once(&mut ast.network, name, "the network is named twice");
             }
             "weights" => {
                 let file = self.string("a file name in quotes")?;
-                if let Some(first) = &ast.weights_file {
-                    let first = first.span.clone();
-                    self.diags.push(
-                        Diag::error(
-                            "only one weights file may be named",
-                            file.span.clone(),
-                            "second weights file",
-                        )
-                        .with_secondary(first, "first named here"),
-                    );
-                } else {
-                    ast.weights_file = Some(file);
-                }
+                self.set_once(
+                    &mut ast.weights_file,
+                    file,
+                    "only one weights file may be named",
+                );
             }
             "input" => {
                 let name = self.name("an input name")?;
@@ -235,6 +215,22 @@ impl<'s> Parser<'s> {
             _ => unreachable!("statement keywords are matched above"),
         }
         Ok(())
+    }
+
+    /// Stores a statement that may appear once, reporting a repeat against the first.
+    fn set_once(
+        &mut self,
+        slot: &mut Option<Spanned<String>>,
+        value: Spanned<String>,
+        message: &str,
+    ) {
+        match slot {
+            Some(first) => self.diags.push(
+                Diag::error(message, value.span, "again here")
+                    .with_secondary(first.span.clone(), "first here"),
+            ),
+            None => *slot = Some(value),
+        }
     }
 
     /// A bare or quoted name.

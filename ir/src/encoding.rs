@@ -1,12 +1,20 @@
-//! How a weight is stored, stage by stage: dense f32, then pruned, shared, Huffman-coded and
-//! partitioned across processing elements.
+//! How a weight is stored, stage by stage: dense f32, then pruned, shared (k-means codebook),
+//! Huffman-coded, and partitioned across processing elements.
 //!
-//! Invariant: decoding any encoding gives back exactly the values the next stage and the backends
-//! use; a weight whose encoding is [`Encoding::is_dense`] is stored as its plain f32 values. The
-//! stage records below are what the compression passes fill in; each stage's record holds the
-//! parameters a reader needs, not the bulk data (that is written by the artifact writer).
+//! Invariants:
+//! - A weight's values (`Weight::values`) are always the decoded result of its encoding: a pass
+//!   that changes an encoding stores the values the encoding decodes to, so the interpreter runs
+//!   the compressed network as it is.
+//! - Pruned: the kept weights are exactly the non-zero values; `nonzeros` counts them.
+//! - Shared: `codes` holds one code per stored value in row-major order — per non-zero when the
+//!   weight is pruned, per element otherwise — and `values[i] == codebook[code]`. When
+//!   `zero_code` is set, code 0 means "zero" (padding and filler entries) and is never the code of
+//!   a kept weight; the codebook's entry 0 is then 0.0.
+//! - Stage records hold what a reader needs to decode; derived statistics are recomputed, not
+//!   stored.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The encoding stages applied to a weight, in pipeline order.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -23,26 +31,46 @@ impl Encoding {
     }
 }
 
-/// Magnitude pruning: the surviving weights as a sparse matrix with relative indices.
+/// Magnitude pruning: the surviving weights are the non-zero values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pruned {
     /// Non-zero weights kept.
     pub nonzeros: u64,
-    /// Width of a relative index (the difference to the previous non-zero); gaps wider than
-    /// `2^index_bits - 1` are bridged by filler zeros.
-    pub index_bits: u8,
+    /// Element count of the weight, for the density.
+    pub len: u64,
+}
+
+impl Pruned {
+    pub fn density(&self) -> f64 {
+        if self.len == 0 {
+            0.0
+        } else {
+            self.nonzeros as f64 / self.len as f64
+        }
+    }
 }
 
 /// How k-means centroids are initialised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CentroidInit {
+    /// Evenly spaced over [min, max] (the paper's choice: keeps the rare large weights).
     Linear,
+    /// Evenly spaced on the CDF's y axis.
     Density,
+    /// Forgy: distinct data values chosen at random (seeded).
     Random,
+    /// k-means++ (seeded).
     KMeansPlusPlus,
 }
 
 impl CentroidInit {
+    pub const ALL: [CentroidInit; 4] = [
+        CentroidInit::Linear,
+        CentroidInit::Density,
+        CentroidInit::Random,
+        CentroidInit::KMeansPlusPlus,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             CentroidInit::Linear => "linear",
@@ -51,16 +79,23 @@ impl CentroidInit {
             CentroidInit::KMeansPlusPlus => "kmeans++",
         }
     }
+
+    pub fn from_name(name: &str) -> Option<CentroidInit> {
+        CentroidInit::ALL.into_iter().find(|i| i.name() == name)
+    }
 }
 
-/// Weight sharing: every surviving weight is one of `2^bits` codebook values.
+/// Weight sharing: every stored value is one of at most `2^bits` codebook values.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Shared {
     pub bits: u8,
     pub init: CentroidInit,
+    /// The shared values; entry 0 is 0.0 when `zero_code` is set.
     pub codebook: Vec<f32>,
-    /// Whether code 0 is reserved for "zero weight" (the EIE convention).
+    /// Whether code 0 is reserved for "zero" (pruned layers, the EIE convention).
     pub zero_code: bool,
+    /// One code per stored value (see the module invariants).
+    pub codes: Arc<[u16]>,
 }
 
 /// Huffman coding of the weight codes and the relative indices, as average bits per symbol.
@@ -77,6 +112,21 @@ pub enum PartitionScheme {
     Interleave,
 }
 
+impl PartitionScheme {
+    pub fn name(self) -> &'static str {
+        match self {
+            PartitionScheme::Interleave => "interleave",
+        }
+    }
+
+    /// The PE that owns row `row`.
+    pub fn pe_of(self, row: usize, pes: usize) -> usize {
+        match self {
+            PartitionScheme::Interleave => row % pes,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Partition {
     pub pes: usize,
@@ -84,17 +134,15 @@ pub struct Partition {
 }
 
 impl fmt::Display for Encoding {
-    /// The dump suffix, e.g. `pruned(0.080) shared(6 bits, linear)`; empty for dense weights.
+    /// The dump suffix, e.g. `pruned(0.08) shared(5 bits, linear, zero code)`; empty when dense.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
         if let Some(p) = &self.pruned {
-            parts.push(format!(
-                "pruned({} nonzeros, {}-bit index)",
-                p.nonzeros, p.index_bits
-            ));
+            parts.push(format!("pruned({:.4})", p.density()));
         }
         if let Some(s) = &self.shared {
-            parts.push(format!("shared({} bits, {})", s.bits, s.init.name()));
+            let zero = if s.zero_code { ", zero code" } else { "" };
+            parts.push(format!("shared({} bits, {}{zero})", s.bits, s.init.name()));
         }
         if let Some(h) = &self.huffman {
             parts.push(format!(
@@ -103,10 +151,7 @@ impl fmt::Display for Encoding {
             ));
         }
         if let Some(p) = &self.partition {
-            let scheme = match p.scheme {
-                PartitionScheme::Interleave => "interleave",
-            };
-            parts.push(format!("pes({}, {scheme})", p.pes));
+            parts.push(format!("pes({}, {})", p.pes, p.scheme.name()));
         }
         f.write_str(&parts.join(" "))
     }

@@ -105,9 +105,6 @@ const VALUES_PER_LINE: usize = 8;
 
 fn write_weight(out: &mut String, w: &Weight) -> fmt::Result {
     write!(out, "weight @{} : {}", Name(&w.name), w.ty)?;
-    if !w.encoding.is_dense() {
-        write!(out, " {}", w.encoding)?;
-    }
     match &w.init {
         WeightInit::File { key } => {
             if key != &w.name {
@@ -149,6 +146,9 @@ fn write_weight(out: &mut String, w: &Weight) -> fmt::Result {
             }
             out.write_char(']')?;
         }
+    }
+    if !w.encoding.is_dense() {
+        write!(out, "  # {}", w.encoding)?;
     }
     out.write_char('\n')
 }

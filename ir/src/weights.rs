@@ -190,6 +190,23 @@ impl Weight {
         }
     }
 
+    /// Replaces the values with ones a pass computed; the weight's provenance becomes
+    /// [`WeightInit::Computed`]. The encoding is the caller's to update.
+    pub fn set_computed(&mut self, values: Arc<[f32]>) -> Result<(), ValueCountError> {
+        let expected = self.ty.shape.checked_len().unwrap_or(usize::MAX);
+        if values.len() != expected {
+            return Err(ValueCountError {
+                name: self.name.clone(),
+                ty: self.ty.to_string(),
+                expected,
+                found: values.len(),
+            });
+        }
+        self.init = WeightInit::Computed;
+        self.values = OnceLock::from(values);
+        Ok(())
+    }
+
     pub fn with_span(mut self, span: Span) -> Weight {
         self.span = Some(span);
         self

@@ -1,0 +1,103 @@
+//! Compressible layers: the weight matrices of dense, conv2d, lstm and embedding ops, seen as
+//! `rows × row_len` matrices (output rows first, as the IR stores them), and their biases.
+//!
+//! Invariant: each weight appears once (a weight shared by several nodes is listed at its first
+//! user in the graph's topological order), so a pass never compresses a weight twice.
+
+use crate::options::LayerNames;
+use sprig_ir::{Graph, GraphInfo, NodeId, Op, WeightId};
+use std::collections::HashSet;
+
+/// Fully connected or convolutional: the paper's defaults differ between the two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerKind {
+    Fc,
+    Conv,
+}
+
+impl LayerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerKind::Fc => "fc",
+            LayerKind::Conv => "conv",
+        }
+    }
+}
+
+/// One compressible weight.
+#[derive(Clone, Debug)]
+pub struct Layer {
+    pub node: NodeId,
+    pub node_name: String,
+    pub weight: WeightId,
+    pub weight_name: String,
+    pub kind: LayerKind,
+    /// Whether this is a bias (kept dense unless asked otherwise).
+    pub is_bias: bool,
+    /// Output rows (the first axis).
+    pub rows: usize,
+    /// Elements per row.
+    pub row_len: usize,
+}
+
+impl Layer {
+    pub fn names(&self) -> LayerNames<'_> {
+        LayerNames {
+            node: &self.node_name,
+            weight: &self.weight_name,
+            kind: self.kind.name(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.rows * self.row_len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Every compressible weight of a verified graph, in topological order of their first users.
+pub fn layers(graph: &Graph, info: &GraphInfo) -> Vec<Layer> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for &id in &info.order {
+        let node = graph.node(id);
+        let (kind, mains, biases): (LayerKind, Vec<WeightId>, Vec<WeightId>) = match &node.op {
+            Op::Dense(d) => (LayerKind::Fc, vec![d.weight], d.bias.into_iter().collect()),
+            Op::Conv2d(c) => (
+                LayerKind::Conv,
+                vec![c.weight],
+                c.bias.into_iter().collect(),
+            ),
+            Op::Lstm(l) => (LayerKind::Fc, vec![l.w, l.r], l.b.into_iter().collect()),
+            Op::Embedding(e) => (LayerKind::Fc, vec![e.table], vec![]),
+            _ => continue,
+        };
+        let tagged = mains
+            .into_iter()
+            .map(|w| (w, false))
+            .chain(biases.into_iter().map(|w| (w, true)));
+        for (w, is_bias) in tagged {
+            if !seen.insert(w) {
+                continue;
+            }
+            let weight = &graph.weights[w];
+            let dims = weight.ty.shape.dims();
+            let rows = dims.first().copied().unwrap_or(1);
+            let row_len = dims.iter().skip(1).product();
+            out.push(Layer {
+                node: id,
+                node_name: node.name.clone(),
+                weight: w,
+                weight_name: weight.name.clone(),
+                kind,
+                is_bias,
+                rows,
+                row_len,
+            });
+        }
+    }
+    out
+}

@@ -98,10 +98,19 @@ pub struct Shared {
     pub codes: Arc<[u16]>,
 }
 
-/// Huffman coding of the weight codes and the relative indices, as average bits per symbol.
+/// Storage of a shared layer: its stored entries (survivors plus filler zeros) with relative
+/// indices of `index_width` bits, and the Huffman coding of both streams.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Huffman {
+    /// Bits of a relative index (0 for a layer stored dense, which has no indices).
+    pub index_width: u8,
+    /// Stored entries: survivors plus filler zeros (every element for a dense layer).
+    pub entries: u64,
+    /// Filler zeros among the entries.
+    pub fillers: u64,
+    /// Average Huffman-coded bits per weight code.
     pub weight_bits: f64,
+    /// Average Huffman-coded bits per relative index.
     pub index_bits: f64,
 }
 

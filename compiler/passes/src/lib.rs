@@ -4,7 +4,7 @@
 //!   per-layer overrides, presets, and the runner that verifies after every pass, times it and
 //!   can stop after any.
 //! - [`layers`]: which weights are compressible layers (fc or conv) and their matrix view.
-//! - [`prune`], [`partition`], [`quantize`]: the compression passes.
+//! - [`prune`], [`partition`], [`quantize`], [`huffman`]: the compression passes.
 //! - [`algo`]: the algorithms underneath (k-means, Huffman, relative indices), free of IR types.
 //!
 //! Contract: every pass takes a verified graph and leaves a graph that verifies, with each
@@ -12,6 +12,7 @@
 //! reports; the same graph and options give the same result on every run.
 
 pub mod algo;
+pub mod huffman;
 pub mod layers;
 pub mod manager;
 pub mod options;

@@ -49,6 +49,7 @@ pub const PASSES: &[&dyn Pass] = &[
     &crate::prune::Prune,
     &crate::partition::PartitionPass,
     &crate::quantize::Quantize,
+    &crate::huffman::HuffmanPass,
 ];
 
 pub fn find_pass(name: &str) -> Option<&'static dyn Pass> {
@@ -123,7 +124,7 @@ pub const PRESETS: &[(&str, &str)] = &[(
     "deep-compression",
     // The quality factors put a trained layer near the paper's densities: |w| > 1.7σ keeps about
     // 9% of a fully connected layer's weights, |w| > 0.6σ about 55% of a convolution's.
-    "prune(fc.quality=1.7, conv.quality=0.6), quantize(fc.bits=5, conv.bits=8, init=linear)",
+    "prune(fc.quality=1.7, conv.quality=0.6), quantize(fc.bits=5, conv.bits=8, init=linear), huffman(fc.index_bits=5, conv.index_bits=8)",
 )];
 
 struct Cursor<'a> {

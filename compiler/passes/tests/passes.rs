@@ -227,3 +227,78 @@ fn the_same_input_gives_the_same_result() {
     .expect("compresses");
     assert_eq!(a.graph, b.graph);
 }
+
+#[test]
+fn huffman_records_entries_fillers_and_coded_bits() {
+    let after = compress(
+        load("lenet_300_100.sprig"),
+        "prune(sparsity=0.92), quantize(bits=5), huffman(index_bits=4)",
+    )
+    .expect("compresses");
+    let id = after.graph.weights.find("ip1.weight").expect("weight");
+    let w = &after.graph.weights[id];
+    let h = w.encoding.huffman.as_ref().expect("huffman");
+    let nonzeros = w.encoding.pruned.as_ref().expect("pruned").nonzeros;
+    // Fillers: a gap of g zeros before an entry needs floor(g / 16) fillers at 4 bits.
+    let values = w.values();
+    let mut previous: i64 = -1;
+    let mut fillers = 0u64;
+    for (i, v) in values.iter().enumerate() {
+        if *v != 0.0 {
+            fillers += ((i as i64 - previous - 1) / 16) as u64;
+            previous = i as i64;
+        }
+    }
+    assert_eq!(h.fillers, fillers);
+    assert_eq!(h.entries, nonzeros + fillers);
+    assert_eq!(h.index_width, 4);
+    assert!(
+        h.weight_bits > 0.0 && h.weight_bits <= 5.0,
+        "{}",
+        h.weight_bits
+    );
+    assert!(
+        h.index_bits > 0.0 && h.index_bits <= 4.0,
+        "{}",
+        h.index_bits
+    );
+}
+
+#[test]
+fn deep_compression_preset_lands_near_the_papers_densities() {
+    let parsed = load("lenet_300_100.sprig");
+    let mut graph = parsed.graph;
+    let (_, runs) = run_pipeline(
+        &mut graph,
+        parsed.info,
+        &Pipeline::preset("deep-compression").expect("preset"),
+        None,
+    )
+    .expect("runs");
+    assert_eq!(
+        runs.iter().map(|r| r.pass).collect::<Vec<_>>(),
+        ["prune", "quantize", "huffman"]
+    );
+    for name in ["ip1.weight", "ip2.weight", "ip3.weight"] {
+        let id = graph.weights.find(name).expect("weight");
+        let density = graph.weights[id]
+            .encoding
+            .pruned
+            .as_ref()
+            .expect("pruned")
+            .density();
+        assert!(
+            (0.04..=0.25).contains(&density),
+            "{name}: density {density}"
+        );
+        assert_eq!(
+            graph.weights[id]
+                .encoding
+                .shared
+                .as_ref()
+                .expect("shared")
+                .bits,
+            5
+        );
+    }
+}

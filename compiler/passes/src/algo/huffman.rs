@@ -406,36 +406,45 @@ impl HuffmanCode {
         let capacity = count.min(usize::try_from(bit_len).unwrap_or(usize::MAX));
         let mut symbols = Vec::with_capacity(capacity);
         let primary_shift = 64 - u32::from(self.primary_bits);
+        // A peeked window holds at least 57 stream bits; decode from it while the next code,
+        // at most `max_length` bits, is certain to lie within them.
+        let window_budget = 57 - u32::from(self.max_length);
         let mut position = 0u64;
-        for _ in 0..count {
-            if position >= bit_len {
-                return Err(HuffmanError::UnexpectedEnd {
-                    decoded: symbols.len(),
-                    requested: count,
-                });
-            }
+        while symbols.len() < count {
             let window = peek_bits(bytes, position);
-            // `primary` has 2^primary_bits entries; a shift by 64 (empty code) must not happen.
-            let entry = if self.primary_bits > 0 {
-                self.primary[(window >> primary_shift) as usize]
-            } else {
-                0
-            };
-            let (symbol, length) = if entry != 0 {
-                ((entry >> 8) as u16, u64::from(entry & 0xFF))
-            } else {
-                self.decode_long(window).ok_or(HuffmanError::InvalidCode {
-                    bit_offset: position,
-                })?
-            };
-            position += length;
-            if position > bit_len {
-                return Err(HuffmanError::UnexpectedEnd {
-                    decoded: symbols.len(),
-                    requested: count,
-                });
+            let mut used = 0u32;
+            while used <= window_budget && symbols.len() < count {
+                let bit_offset = position + u64::from(used);
+                if bit_offset >= bit_len {
+                    return Err(HuffmanError::UnexpectedEnd {
+                        decoded: symbols.len(),
+                        requested: count,
+                    });
+                }
+                let bits = window << used;
+                // `primary` has 2^primary_bits entries; a shift by 64 (empty code) must not
+                // happen.
+                let entry = if self.primary_bits > 0 {
+                    self.primary[(bits >> primary_shift) as usize]
+                } else {
+                    0
+                };
+                let (symbol, length) = if entry != 0 {
+                    ((entry >> 8) as u16, entry & 0xFF)
+                } else {
+                    self.decode_long(bits)
+                        .ok_or(HuffmanError::InvalidCode { bit_offset })?
+                };
+                if bit_offset + u64::from(length) > bit_len {
+                    return Err(HuffmanError::UnexpectedEnd {
+                        decoded: symbols.len(),
+                        requested: count,
+                    });
+                }
+                used += length;
+                symbols.push(symbol);
             }
-            symbols.push(symbol);
+            position += u64::from(used);
         }
         if position != bit_len {
             return Err(HuffmanError::TrailingBits {
@@ -447,7 +456,7 @@ impl HuffmanCode {
     }
 
     /// Canonical decoding of a code longer than `primary_bits` from the MSB-aligned `window`.
-    fn decode_long(&self, window: u64) -> Option<(u16, u64)> {
+    fn decode_long(&self, window: u64) -> Option<(u16, u32)> {
         let max_length = u32::from(self.max_length);
         if max_length == 0 {
             return None;
@@ -459,7 +468,7 @@ impl HuffmanCode {
                 let offset = code.checked_sub(self.first_code[length])?;
                 let index = self.first_index[length].checked_add(offset)?;
                 let symbol = *self.sorted_symbols.get(index as usize)?;
-                return Some((symbol, length as u64));
+                return Some((symbol, length as u32));
             }
         }
         None

@@ -32,13 +32,16 @@
 //! When the data have fewer than `k` distinct values, `Random` and `KMeansPlusPlus` use every
 //! distinct value and repeat the largest one for the remaining centroids.
 //!
-//! Complexity: one radix sort of the values, O(n); a prefix-sum table, O(n); then each Lloyd
-//! iteration works on the sorted values only: a cluster is the run of sorted values between two
-//! assignment boundaries (midpoints of neighbouring centroids), found by galloping from the
-//! previous iteration's boundary, so an iteration costs O(k log n) at worst and usually much less;
-//! codes are assigned once at the end by binary search over the k − 1 boundaries, O(n log k).
+//! Complexity: one radix sort of the values, O(n); a table of prefix sums at every 64th sorted
+//! value, O(n); then each Lloyd iteration works on the sorted values only: a cluster is the run of
+//! sorted values between two assignment boundaries (midpoints of neighbouring centroids), found by
+//! galloping from the previous iteration's boundary, and its sum is a difference of two prefix
+//! sums (each a stored block sum plus at most 63 values), so an iteration costs O(k log n) at
+//! worst and usually much less; codes are assigned once at the end by a branch-free binary search
+//! over the k − 1 boundaries, O(n log k) (with a nearest-centroid check per value when the data
+//! span more than 2^27 in magnitude, where midpoints may round).
 //! `KMeansPlusPlus` adds O(n) per chosen centroid at worst. Memory: the sorted copy (4n bytes),
-//! the prefix sums (8n bytes) and the codes (2n bytes).
+//! its scratch buffer while sorting (4n bytes), the block sums (n/8 bytes) and the codes (2n bytes).
 
 use std::collections::BTreeSet;
 
@@ -187,15 +190,22 @@ pub fn nearest_codes(values: &[f32], centroids: &[f32]) -> Vec<u16> {
         .map(|&centroid| f64::from(centroid))
         .collect();
     let boundaries = assignment_boundaries(&centroids);
+    // Cluster = number of boundaries strictly below the value (a value on a boundary belongs to
+    // the lower cluster); `partition_point` is a branch-free binary search.
+    let cluster = |value: f64| boundaries.partition_point(|&boundary| boundary < value);
+    if midpoints_are_exact(values, &centroids) {
+        return values
+            .iter()
+            .map(|&value| cluster(f64::from(value)) as u16)
+            .collect();
+    }
     let last = centroids.len() - 1;
     values
         .iter()
         .map(|&value| {
             let value = f64::from(value);
-            // Cluster = number of boundaries strictly below the value (a value on a boundary
-            // belongs to the lower cluster).
-            let mut code = boundaries.partition_point(|&boundary| boundary < value);
-            // Guard against midpoint rounding: settle on the nearest centroid, lowest on ties.
+            let mut code = cluster(value);
+            // Midpoints may have rounded: settle on the nearest centroid, lowest on ties.
             while code < last
                 && (value - centroids[code + 1]).abs() < (value - centroids[code]).abs()
             {
@@ -208,6 +218,26 @@ pub fn nearest_codes(values: &[f32], centroids: &[f32]) -> Vec<u16> {
             code as u16
         })
         .collect()
+}
+
+/// Whether every sum and difference of two of the `f32` numbers involved is exact in `f64`:
+/// true when the largest magnitude is at most 2^27 times the smallest non-zero one (binary
+/// exponents then differ by at most 28, so any sum or difference fits in 24 + 29 = 53 bits).
+/// Then `v <= (a + b) / 2` holds exactly when `|v − a| <= |b − v|`, and comparing against
+/// midpoints is the nearest-centroid rule itself.
+fn midpoints_are_exact(values: &[f32], centroids: &[f64]) -> bool {
+    let (mut smallest, mut largest) = (f32::INFINITY, 0.0f32);
+    let centroids_f32 = centroids.iter().map(|&centroid| centroid as f32);
+    for magnitude in values.iter().copied().chain(centroids_f32).map(f32::abs) {
+        largest = largest.max(magnitude);
+        // Zero is exact in every sum and difference.
+        smallest = smallest.min(if magnitude > 0.0 {
+            magnitude
+        } else {
+            f32::INFINITY
+        });
+    }
+    f64::from(largest) <= f64::from(smallest) * (1u64 << 27) as f64
 }
 
 fn validate(options: &KMeansOptions) -> Result<(), KMeansError> {
@@ -227,31 +257,38 @@ fn validate(options: &KMeansOptions) -> Result<(), KMeansError> {
     Ok(())
 }
 
-/// The values sorted ascending with prefix sums for O(1) cluster means.
+/// The values sorted ascending, with prefix sums at block starts for cluster sums.
 struct SortedValues {
     /// Non-empty, non-decreasing, finite.
     values: Vec<f32>,
-    /// `prefix[i] = Σ_{j<i} (values[j] − offset)`; `prefix.len() == values.len() + 1`.
-    /// Summing offsets from the minimum keeps the partial sums small relative to the range,
-    /// so differences of prefix sums lose little precision even for data far from zero.
-    prefix: Vec<f64>,
+    /// `block_prefix[b] = Σ_{j < b·SUM_BLOCK} (values[j] − offset)`, for `b` in
+    /// `0..=values.len() / SUM_BLOCK`. Summing offsets from the minimum keeps partial sums small
+    /// relative to the range, so differences of prefix sums lose little precision even for data
+    /// far from zero; storing one sum per block keeps the table small (n / 8 bytes).
+    block_prefix: Vec<f64>,
     offset: f64,
 }
+
+/// Values per stored prefix sum; a prefix at an arbitrary index adds at most this many values.
+const SUM_BLOCK: usize = 64;
 
 impl SortedValues {
     fn new(values: &[f32]) -> Self {
         let values = radix_sort(values);
         let offset = f64::from(values[0]);
-        let mut prefix = Vec::with_capacity(values.len() + 1);
+        let mut block_prefix = Vec::with_capacity(values.len() / SUM_BLOCK + 1);
         let mut running = 0.0f64;
-        prefix.push(running);
-        for &value in &values {
-            running += f64::from(value) - offset;
-            prefix.push(running);
+        block_prefix.push(running);
+        for block in values.chunks_exact(SUM_BLOCK) {
+            running += block
+                .iter()
+                .map(|&value| f64::from(value) - offset)
+                .sum::<f64>();
+            block_prefix.push(running);
         }
         Self {
             values,
-            prefix,
+            block_prefix,
             offset,
         }
     }
@@ -264,11 +301,21 @@ impl SortedValues {
         f64::from(self.values[self.values.len() - 1])
     }
 
-    /// Mean of `values[start..end]` (non-empty), clamped into the run's own `[first, last]` so
-    /// rounding can never push a centroid past a neighbouring cluster.
-    fn mean(&self, start: usize, end: usize) -> f64 {
-        let sum = self.prefix[end] - self.prefix[start];
-        let mean = self.offset + sum / (end - start) as f64;
+    /// `Σ_{j < end} (values[j] − offset)`, for `end <= values.len()`. O(SUM_BLOCK).
+    fn prefix(&self, end: usize) -> f64 {
+        let block = end / SUM_BLOCK;
+        let partial: f64 = self.values[block * SUM_BLOCK..end]
+            .iter()
+            .map(|&value| f64::from(value) - self.offset)
+            .sum();
+        self.block_prefix[block] + partial
+    }
+
+    /// Mean of `values[start..end]` (non-empty) given the two prefix sums, clamped into the
+    /// run's own `[first, last]` so rounding can never push a centroid past a neighbouring
+    /// cluster.
+    fn mean(&self, start: usize, end: usize, prefix_start: f64, prefix_end: f64) -> f64 {
+        let mean = self.offset + (prefix_end - prefix_start) / (end - start) as f64;
         mean.max(f64::from(self.values[start]))
             .min(f64::from(self.values[end - 1]))
     }
@@ -300,15 +347,18 @@ fn radix_sort(values: &[f32]) -> Vec<f32> {
     const DIGIT_BITS: u32 = 11;
     const BUCKETS: usize = 1 << DIGIT_BITS;
     const PASSES: usize = 3;
-    let mut keys: Vec<u32> = values.iter().map(|&value| sort_key(value)).collect();
-    if keys.len() < 256 {
+    if values.len() < 256 {
+        let mut keys: Vec<u32> = values.iter().map(|&value| sort_key(value)).collect();
         keys.sort_unstable();
         return keys.into_iter().map(from_sort_key).collect();
     }
     let digit =
         |key: u32, pass: usize| ((key >> (pass as u32 * DIGIT_BITS)) as usize) & (BUCKETS - 1);
     let mut counts = vec![[0usize; BUCKETS]; PASSES];
-    for &key in &keys {
+    let mut keys = Vec::with_capacity(values.len());
+    for &value in values {
+        let key = sort_key(value);
+        keys.push(key);
         for (pass, pass_counts) in counts.iter_mut().enumerate() {
             pass_counts[digit(key, pass)] += 1;
         }
@@ -367,12 +417,15 @@ fn lloyd(sorted: &SortedValues, centroids: &mut [f64], options: &KMeansOptions) 
 
         let mut largest_move = 0.0f64;
         let mut start = 0;
+        let mut prefix_start = 0.0;
         for (centroid, &end) in centroids.iter_mut().zip(&ends) {
             // An empty cluster keeps its centroid.
             if end > start {
-                let mean = sorted.mean(start, end);
+                let prefix_end = sorted.prefix(end);
+                let mean = sorted.mean(start, end, prefix_start, prefix_end);
                 largest_move = largest_move.max((mean - *centroid).abs());
                 *centroid = mean;
+                prefix_start = prefix_end;
             }
             start = end;
         }
@@ -563,9 +616,10 @@ fn kmeans_plus_plus(sorted: &[f32], clusters: usize, rng: &mut ChaCha8Rng) -> Ve
             *distance = distance.min((f64::from(value) - centroid).powi(2));
         }
         if end > start {
-            for block in start / BLOCK..=(end - 1) / BLOCK {
-                let range = block * BLOCK..((block + 1) * BLOCK).min(sorted.len());
-                block_sums[block] = nearest_squared[range].iter().sum();
+            let blocks = start / BLOCK..(end - 1) / BLOCK + 1;
+            let touched = nearest_squared[blocks.start * BLOCK..].chunks(BLOCK);
+            for (sum, block) in block_sums[blocks].iter_mut().zip(touched) {
+                *sum = block.iter().sum();
             }
         }
         chosen.insert(position, centroid);

@@ -122,6 +122,8 @@ pub fn encode_relative(positions: &[u64], index_bits: u8) -> Result<RelativeInde
     let entries = positions.len() as u128 + fillers;
     let too_many = SparseError::TooManyEntries { entries };
     let capacity = usize::try_from(entries).map_err(|_| too_many.clone())?;
+    // Every entry starts out as a filler; the pass below skips over the fillers of each gap
+    // and overwrites the entry of the non-zero that follows them.
     let mut diffs: Vec<u16> = Vec::new();
     let mut is_filler: Vec<bool> = Vec::new();
     diffs
@@ -130,15 +132,17 @@ pub fn encode_relative(positions: &[u64], index_bits: u8) -> Result<RelativeInde
     is_filler
         .try_reserve_exact(capacity)
         .map_err(|_| too_many)?;
+    diffs.resize(capacity, max);
+    is_filler.resize(capacity, true);
 
+    let mut entry = 0usize;
     for_each_gap(positions, |_, gap| {
-        // Each filler covers 2^bits positions: 2^bits − 1 skipped zeros and itself.
-        for _ in 0..gap >> index_bits {
-            diffs.push(max);
-            is_filler.push(true);
-        }
-        diffs.push((gap & u64::from(max)) as u16);
-        is_filler.push(false);
+        // Each filler covers 2^bits positions: 2^bits − 1 skipped zeros and itself. The sum of
+        // the skips is `fillers`, so `entry < capacity` holds.
+        entry += (gap >> index_bits) as usize;
+        diffs[entry] = (gap & u64::from(max)) as u16;
+        is_filler[entry] = false;
+        entry += 1;
     })?;
     Ok(RelativeIndex {
         diffs,
@@ -156,18 +160,21 @@ pub fn decode_relative(diffs: &[u16], is_filler: &[bool]) -> Result<Vec<u64>, Sp
         });
     }
     let non_zeros = is_filler.iter().filter(|&&filler| !filler).count();
-    let mut positions = Vec::with_capacity(non_zeros);
+    // One spare slot: every entry's position is written at `decoded`, which advances only
+    // for non-fillers (branch-free), so a trailing filler writes one past the end.
+    let mut positions = vec![0u64; non_zeros + 1];
+    let mut decoded = 0usize;
     // First position the next entry may occupy; u128 so that one past u64::MAX is representable.
     let mut next = 0u128;
     for (entry, (&diff, &filler)) in diffs.iter().zip(is_filler).enumerate() {
         let position = next + u128::from(diff);
         let position =
             u64::try_from(position).map_err(|_| SparseError::PositionOverflow { entry })?;
-        if !filler {
-            positions.push(position);
-        }
+        positions[decoded] = position;
+        decoded += usize::from(!filler);
         next = u128::from(position) + 1;
     }
+    positions.truncate(decoded);
     Ok(positions)
 }
 

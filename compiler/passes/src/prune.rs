@@ -5,6 +5,7 @@
 //! - `density=D`: keep the fraction D with the largest magnitudes;
 //! - `quality=Q`: keep the weights with |w| > Q·σ, σ the standard deviation of the layer's
 //!   weights (the paper's rule).
+//!
 //! `biases=true` prunes biases too (they stay dense by default). `balance_pes=N` prunes
 //! load-balance-aware (ESE): the rows of PE k are those with i mod N = k, and every PE keeps the
 //! same number of weights — the rule's total divided by N, rounded down.

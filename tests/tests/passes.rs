@@ -4,7 +4,6 @@
 use sprig_front::parse_text;
 use sprig_passes::{Pipeline, run_pipeline};
 use std::fmt::Write;
-use std::path::Path;
 
 #[test]
 fn passes_golden() {
@@ -22,7 +21,7 @@ fn passes_golden() {
             .expect("name")
             .to_string_lossy()
             .to_string();
-        let dir = Path::new("cases/passes");
+        let dir = std::path::Path::new("cases/passes");
         let mut out = String::new();
         for (i, step) in pipeline.steps.iter().enumerate() {
             let mut parsed =

@@ -329,7 +329,7 @@ mod tests {
             let values: Vec<f32> = values.iter().map(|&v| v as f32 * 0.5).collect();
             let keep = ((values.len() as f64) * frac) as usize;
             let mut out = vec![0.0; values.len()];
-            keep_largest(&values, &[0..values.len()], keep, &mut out);
+            keep_largest(&values, std::slice::from_ref(&(0..values.len())), keep, &mut out);
             prop_assert_eq!(out, reference_keep(&values, keep));
         }
     }

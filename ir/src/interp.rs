@@ -303,8 +303,10 @@ fn run(
                     h0: h0.as_deref(),
                     c0: c0.as_deref(),
                 },
+                l.last,
             )
         }
+        Op::ArgMax(a) => kernels::argmax(x(), axis(a.axis, x())?, &ty.shape),
         Op::Embedding(e) => {
             let table = &graph.weights[e.table];
             let (rows, dim) = (dims(e.table)[0], dims(e.table)[1]);

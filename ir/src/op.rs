@@ -42,6 +42,7 @@ pub enum OpKind {
     Identity,
     Lstm,
     Embedding,
+    ArgMax,
 }
 
 /// How many value operands an op takes.
@@ -285,8 +286,8 @@ pub const SCHEMAS: &[OpSchema] = &[
         name: "lstm",
         values: Arity::Exactly(1),
         weights: &[req("w"), req("r"), opt("b"), opt("h0"), opt("c0")],
-        attrs: &[],
-        summary: "forward LSTM (ONNX semantics, gates i, o, f, c); x is [seq, in] or [seq, batch, in]",
+        attrs: &["last"],
+        summary: "forward LSTM (ONNX semantics, gates i, o, f, c); x is [seq, in] or [seq, batch, in]; every hidden state, or with `last = true` only the final one",
     },
     OpSchema {
         kind: OpKind::Embedding,
@@ -295,6 +296,14 @@ pub const SCHEMAS: &[OpSchema] = &[
         weights: &[req("table")],
         attrs: &[],
         summary: "rows of a [vocab, dim] table picked by i64 indices",
+    },
+    OpSchema {
+        kind: OpKind::ArgMax,
+        name: "argmax",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["axis", "keepdims"],
+        summary: "i64 index of the first maximum along an axis (default the last)",
     },
 ];
 
@@ -457,7 +466,9 @@ pub struct Dropout {
 /// Forward LSTM with ONNX semantics: `w` is `[4h, in]`, `r` is `[4h, h]` (gate blocks in the
 /// order i, o, f, c), `b` is `[8h]` (input biases then recurrent biases), `h0`/`c0` are `[h]` or
 /// `[batch, h]`. Activations are the ONNX defaults: sigmoid for gates, tanh for cell and output.
-/// The result is every hidden state: `[seq, h]` (or `[seq, batch, h]`).
+/// The result is every hidden state: `[seq, h]` (or `[seq, batch, h]`); with `last`, only the
+/// hidden state after the final step: `[h]` (or `[batch, h]`), ONNX's `Y_h` without its
+/// direction axis.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Lstm {
     pub w: WeightId,
@@ -465,11 +476,20 @@ pub struct Lstm {
     pub b: Option<WeightId>,
     pub h0: Option<WeightId>,
     pub c0: Option<WeightId>,
+    pub last: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Embedding {
     pub table: WeightId,
+}
+
+/// The index of the first maximum along `axis` (negative counts from the end), as i64; the
+/// axis is removed, or kept with extent 1 when `keepdims`. NaN compares below every number.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArgMax {
+    pub axis: i64,
+    pub keepdims: bool,
 }
 
 /// What a node computes.
@@ -499,6 +519,7 @@ pub enum Op {
     Identity,
     Lstm(Lstm),
     Embedding(Embedding),
+    ArgMax(ArgMax),
 }
 
 /// Why a set of text-level weights and attributes does not make an op.
@@ -703,6 +724,7 @@ impl Op {
             Op::Identity => OpKind::Identity,
             Op::Lstm(_) => OpKind::Lstm,
             Op::Embedding(_) => OpKind::Embedding,
+            Op::ArgMax(_) => OpKind::ArgMax,
         }
     }
 
@@ -770,7 +792,8 @@ impl Op {
             | Op::Div
             | Op::Concat(_)
             | Op::Dropout(_)
-            | Op::Identity => {}
+            | Op::Identity
+            | Op::ArgMax(_) => {}
         }
     }
 
@@ -915,9 +938,14 @@ impl Op {
                 b: w(2),
                 h0: w(3),
                 c0: w(4),
+                last: a.bool("last", false)?,
             }),
             OpKind::Embedding => Op::Embedding(Embedding {
                 table: w(0).expect("checked"),
+            }),
+            OpKind::ArgMax => Op::ArgMax(ArgMax {
+                axis: a.int("axis", -1)?,
+                keepdims: a.bool("keepdims", false)?,
             }),
         })
     }
@@ -989,6 +1017,19 @@ impl Op {
                     out.push(("ratio", f32_attr(d.ratio)));
                 }
             }
+            Op::Lstm(l) => {
+                if l.last {
+                    out.push(("last", AttrValue::Bool(true)));
+                }
+            }
+            Op::ArgMax(a) => {
+                if a.axis != -1 {
+                    out.push(("axis", AttrValue::Int(a.axis)));
+                }
+                if a.keepdims {
+                    out.push(("keepdims", AttrValue::Bool(true)));
+                }
+            }
             Op::Input(_)
             | Op::Constant(_)
             | Op::Dense(_)
@@ -1000,7 +1041,6 @@ impl Op {
             | Op::Mul
             | Op::Div
             | Op::Identity
-            | Op::Lstm(_)
             | Op::Embedding(_) => {}
         }
         out.into_iter().map(|(n, v)| (n.to_string(), v)).collect()

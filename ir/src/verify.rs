@@ -23,6 +23,21 @@ mod tests;
 
 pub(crate) use infer::{Operand, infer, resolve_axis, transpose_perm};
 
+/// The type a node with `op` would define over value operands of the given names and types (in
+/// operand order), or the message the verifier would give. For front ends that build a graph
+/// node by node and need each value's type as they go; it reads no weight values.
+pub fn infer_type(
+    op: &Op,
+    weights: &crate::weights::Weights,
+    operands: &[(&str, &TensorType)],
+) -> Result<TensorType, String> {
+    let named: Vec<Operand<'_>> = operands
+        .iter()
+        .map(|&(name, ty)| Operand { name, ty })
+        .collect();
+    infer(op, weights, &named)
+}
+
 use crate::graph::{Graph, NodeId};
 use crate::op::Op;
 use crate::types::TensorType;

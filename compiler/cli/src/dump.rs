@@ -2,6 +2,12 @@
 //!
 //! Invariant: the text form is exactly `sprig_ir::print` (with type comments), which sprig reads
 //! back to an equal graph; JSON uses snake_case keys and stable key order.
+//!
+//! Weights files are named so that the dump reads back where it is written: the weights file of
+//! an imported ONNX model is the model itself, named relative to the output file's directory
+//! (or, on standard output, as the model was named on the command line). `--save-weights FILE`
+//! writes every weight to a safetensors file and the dump names that file instead, with every
+//! weight read from it.
 
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
@@ -9,7 +15,7 @@ use sprig_ir::op::AttrValue;
 use sprig_ir::{Distribution, Graph, GraphInfo, Op, WeightInit};
 use std::fmt::Write;
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -23,7 +29,7 @@ pub enum Format {
 
 #[derive(Args, Debug)]
 pub struct DumpArgs {
-    /// The model: a .sprig text description.
+    /// The model: a .sprig text description or an ONNX model.
     pub model: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -31,10 +37,63 @@ pub struct DumpArgs {
     /// Write to this file instead of standard output.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Write every weight to this safetensors file; the dump reads its weights from it.
+    #[arg(long, value_name = "FILE")]
+    pub save_weights: Option<PathBuf>,
+}
+
+/// `target` as the dump at `output` (standard output when `None`) must name it: relative to the
+/// output's directory when both lie in the same directory, else as given when writing to
+/// standard output (relative to the working directory, where a redirect lands), else absolute.
+fn name_from_output(target: &Path, output: Option<&Path>) -> String {
+    let dir_of = |p: &Path| p.parent().map(Path::to_path_buf).unwrap_or_default();
+    match output {
+        None => target.display().to_string(),
+        Some(out) if dir_of(out) == dir_of(target) => target.file_name().map_or_else(
+            || target.display().to_string(),
+            |f| f.to_string_lossy().into_owned(),
+        ),
+        Some(_) => std::path::absolute(target)
+            .unwrap_or_else(|_| target.to_path_buf())
+            .display()
+            .to_string(),
+    }
+}
+
+/// Writes every weight to `path` (safetensors, keyed by weight name) and makes the graph read
+/// them from there.
+fn save_weights(graph: &mut Graph, path: &Path) -> anyhow::Result<()> {
+    let tensors: Vec<(String, sprig_ir::Shape, std::sync::Arc<[f32]>)> = graph
+        .weights
+        .iter()
+        .map(|(_, w)| (w.name.clone(), w.ty.shape.clone(), w.values()))
+        .collect();
+    let borrowed: Vec<(String, sprig_ir::Shape, &[f32])> = tensors
+        .iter()
+        .map(|(n, s, v)| (n.clone(), s.clone(), &v[..]))
+        .collect();
+    sprig_front::files::write_safetensors(path, &borrowed, None)
+        .map_err(|e| crate::InputError(format!("error: {e}")))?;
+    let ids: Vec<_> = graph.weights.iter().map(|(id, _)| id).collect();
+    for id in ids {
+        let w = graph.weights.get_mut(id);
+        w.init = WeightInit::File {
+            key: w.name.clone(),
+        };
+    }
+    Ok(())
 }
 
 pub fn run(args: DumpArgs) -> anyhow::Result<()> {
-    let parsed = crate::load(&args.model)?;
+    let loaded = crate::run::load_noted(&args.model)?;
+    let mut parsed = loaded.parsed;
+    let output = args.output.as_deref();
+    if let Some(path) = &args.save_weights {
+        save_weights(&mut parsed.graph, path)?;
+        parsed.graph.weights_file = Some(name_from_output(path, output));
+    } else if loaded.format == sprig_front::ModelFormat::Onnx {
+        parsed.graph.weights_file = Some(name_from_output(&args.model, output));
+    }
     let text = match args.format {
         Format::Text => sprig_ir::print(&parsed.graph, Some(&parsed.info)),
         Format::Json => {

@@ -49,12 +49,7 @@ impl std::error::Error for InputError {}
 
 /// Loads and verifies a model, turning load errors into printable input errors.
 pub fn load(path: &std::path::Path) -> anyhow::Result<sprig_front::Parsed> {
-    sprig_front::load_model(path).map_err(|e| match e {
-        sprig_front::LoadError::Diagnostics(d) => {
-            InputError(d.render().trim_end().to_string()).into()
-        }
-        other => InputError(format!("error: {other}")).into(),
-    })
+    run::load_noted(path).map(|loaded| loaded.parsed)
 }
 
 fn main() -> ExitCode {

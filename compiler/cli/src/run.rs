@@ -4,6 +4,10 @@
 //! an array with one more leading axis `N`, whose remaining elements match the input's element
 //! count, is a batch of `N` samples (each sample reshaped to the declared shape; so MNIST's
 //! `[N, 28, 28]` feeds an `f32[784]` input). Batched outputs gain the same leading axis.
+//! An input declared with a leading unit axis (`f32[1, 784]`, as ONNX models import: their batch
+//! axis becomes 1) takes an array `[N, 784]` as `N` samples along that axis; then outputs whose
+//! leading axis is 1 stack along it (`[N, 10]`, as the ONNX runtime gives), others gain a new
+//! leading axis.
 
 use crate::InputError;
 use anyhow::Context;
@@ -13,6 +17,22 @@ use sprig_ir::{DType, Distribution, Graph, GraphInfo, RandomInit, Shape, Tensor}
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
+/// Loads and verifies a model (text or ONNX), turning load errors into printable input errors;
+/// import notes (dropped ONNX outputs) go to stderr.
+pub fn load_noted(path: &Path) -> anyhow::Result<sprig_front::Loaded> {
+    let loaded = sprig_front::load(path).map_err(|e| match e {
+        sprig_front::LoadError::Diagnostics(d) => InputError(d.render().trim_end().to_string()),
+        other => InputError(format!("error: {other}")),
+    })?;
+    for note in &loaded.notes {
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("note: {}: {note}", path.display());
+        }
+    }
+    Ok(loaded)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Engine {
     /// The f32 reference interpreter.
@@ -21,7 +41,7 @@ pub enum Engine {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The model: a .sprig text description.
+    /// The model: a .sprig text description or an ONNX model.
     pub model: PathBuf,
     /// The inputs: X.npy (models with one input), X.npz (one array per input, named like the
     /// inputs), or random:density=D,seed=S (each element non-zero with probability D, |N(0, 1)|).
@@ -148,22 +168,36 @@ fn read_inputs(spec: &str, graph: &Graph, info: &GraphInfo) -> anyhow::Result<Ve
     }
 }
 
+/// A batch: how many samples, and whether they run along the input's leading unit axis (rather
+/// than along an extra leading axis).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Batch {
+    n: usize,
+    unit_axis: bool,
+}
+
 /// How many samples an array holds for an input of shape `declared`: `None` for one unbatched
-/// sample, `Some(n)` for a batch.
-fn batch_of(array: &Shape, declared: &Shape) -> Option<Option<usize>> {
+/// sample, `Some(batch)` for a batch.
+fn batch_of(array: &Shape, declared: &Shape) -> Option<Option<Batch>> {
     if array == declared {
         return Some(None);
     }
     let (&n, rest) = array.dims().split_first()?;
+    if declared.dims().first() == Some(&1) && rest == &declared.dims()[1..] {
+        return Some(Some(Batch { n, unit_axis: true }));
+    }
     let per_sample: usize = rest.iter().product();
-    (per_sample == declared.len()).then_some(Some(n))
+    (per_sample == declared.len()).then_some(Some(Batch {
+        n,
+        unit_axis: false,
+    }))
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let parsed = crate::load(&args.model)?;
     let (graph, info) = (&parsed.graph, &parsed.info);
     let arrays = read_inputs(&args.input, graph, info)?;
-    let mut batch: Option<usize> = None;
+    let mut batch: Option<Batch> = None;
     for (&id, array) in graph.inputs().iter().zip(&arrays) {
         let declared = &info.ty(id).shape;
         let this = batch_of(&array.shape, declared).ok_or_else(|| {
@@ -189,6 +223,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let outputs = match args.engine {
         Engine::Interp => execute(graph, info, &arrays, batch)?,
     };
+    let batch = batch.map(|b| b.n);
     let names: Vec<String> = graph
         .outputs()
         .iter()
@@ -212,12 +247,12 @@ fn execute(
     graph: &Graph,
     info: &GraphInfo,
     arrays: &[Tensor],
-    batch: Option<usize>,
+    batch: Option<Batch>,
 ) -> anyhow::Result<Vec<Tensor>> {
     let interp = |inputs: &[Tensor]| {
         sprig_ir::interpret(graph, info, inputs).map_err(|e| input_error(e.to_string()))
     };
-    let Some(n) = batch else {
+    let Some(Batch { n, unit_axis }) = batch else {
         return interp(arrays);
     };
     let mut stacked: Vec<Tensor> = Vec::new();
@@ -238,7 +273,10 @@ fn execute(
                 .iter()
                 .map(|o| {
                     let mut dims = vec![n];
-                    dims.extend_from_slice(o.dims());
+                    match o.dims().split_first() {
+                        Some((1, rest)) if unit_axis => dims.extend_from_slice(rest),
+                        _ => dims.extend_from_slice(o.dims()),
+                    }
                     Tensor {
                         shape: Shape::new(dims),
                         data: Vec::with_capacity(n * o.len()),

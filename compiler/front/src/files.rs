@@ -128,6 +128,23 @@ pub struct WeightFile {
 }
 
 impl WeightFile {
+    /// A weight file of `tensors`, in the order given (for formats other than safetensors that
+    /// hold named tensors, such as an ONNX model's initializers). A repeated name is returned as
+    /// the error.
+    pub fn from_tensors(tensors: Vec<WeightTensor>) -> Result<WeightFile, String> {
+        let mut index = std::collections::HashMap::with_capacity(tensors.len());
+        for (i, t) in tensors.iter().enumerate() {
+            if index.insert(t.name.clone(), i).is_some() {
+                return Err(t.name.clone());
+            }
+        }
+        Ok(WeightFile {
+            tensors,
+            index,
+            metadata: Default::default(),
+        })
+    }
+
     /// The tensors in file order (ascending data offset).
     pub fn tensors(&self) -> &[WeightTensor] {
         &self.tensors

@@ -282,6 +282,28 @@ pub(super) fn softmax(x: &Tensor, axis: usize, log: bool) -> Tensor {
     tensor(xd.to_vec(), y)
 }
 
+/// The index of the first maximum along `axis`, as an f32 holding the integer; NaN counts as
+/// smaller than every number. `out` is the result shape (with or without the reduced axis).
+pub(super) fn argmax(x: &Tensor, axis: usize, out: &Shape) -> Tensor {
+    let xd = x.dims();
+    let (outer, len, inner) = (size(&xd[..axis]), xd[axis], size(&xd[axis + 1..]));
+    let mut y = Vec::with_capacity(outer * inner);
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |k: usize| x.data[(o * len + k) * inner + i];
+            let mut best = 0;
+            for k in 1..len {
+                let (v, b) = (at(k), at(best));
+                if v > b || (b.is_nan() && !v.is_nan()) {
+                    best = k;
+                }
+            }
+            y.push(best as f32);
+        }
+    }
+    tensor(out.dims().to_vec(), y)
+}
+
 /// Row-major strides of `dims`.
 fn strides(dims: &[usize]) -> Vec<usize> {
     let mut s = vec![1; dims.len()];
@@ -408,8 +430,9 @@ pub(super) struct LstmWeights<'a> {
 
 /// Forward LSTM, ONNX semantics: per step, for every batch row,
 /// `gates = W x_t + Wb + R h + Rb` in blocks i, o, f, c;
-/// `C = σ(f) ⊙ C + σ(i) ⊙ tanh(c)`, `H = σ(o) ⊙ tanh(C)`; every `H` is output.
-pub(super) fn lstm(x: &Tensor, lw: &LstmWeights<'_>) -> Tensor {
+/// `C = σ(f) ⊙ C + σ(i) ⊙ tanh(c)`, `H = σ(o) ⊙ tanh(C)`; every `H` is output, or only the
+/// final one when `last`.
+pub(super) fn lstm(x: &Tensor, lw: &LstmWeights<'_>, last: bool) -> Tensor {
     let xd = x.dims();
     // x is [seq, in] or [seq, batch, in]; without a batch axis it is one batch row.
     let (seq, inp) = (xd[0], xd[xd.len() - 1]);
@@ -454,7 +477,17 @@ pub(super) fn lstm(x: &Tensor, lw: &LstmWeights<'_>) -> Tensor {
                 hs[bi * h + k] = o * cell.tanh();
             }
         }
-        y.extend_from_slice(&hs);
+        if !last {
+            y.extend_from_slice(&hs);
+        }
+    }
+    if last {
+        let dims = if xd.len() == 2 {
+            vec![h]
+        } else {
+            vec![batch, h]
+        };
+        return tensor(dims, hs);
     }
     let dims = if xd.len() == 2 {
         vec![seq, h]

@@ -595,6 +595,7 @@ fn tiny_lstm(g: &mut Graph, with_state: bool) -> Op {
         b: Some(b),
         h0,
         c0,
+        last: false,
     })
 }
 
@@ -704,6 +705,7 @@ fn lstm_hidden_two_matches_reference() {
                 b: Some(lit(g, "b", &[8 * hidden], &b)),
                 h0: Some(lit(g, "h0", state, &h0)),
                 c0: Some(lit(g, "c0", state, &c0)),
+                last: false,
             })
         }
     };
@@ -1074,6 +1076,7 @@ fn garbage_op(
                 b: maybe(n[0].is_multiple_of(2), weight(2, vec![8 * h])),
                 h0: maybe(with_state, weight(3, state.clone())),
                 c0: maybe(with_state, weight(4, state)),
+                last: false,
             })
         }
         13 => Op::Embedding(Embedding {
@@ -1127,4 +1130,26 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn lstm_last_is_the_final_hidden_state() {
+    let x = t(&[3, 2, 1], &[1.0, -2.0, 0.5, 0.25, -1.0, 2.0]);
+    let all = run_one(&x, |g| tiny_lstm(g, true));
+    let last = run_one(&x, |g| match tiny_lstm(g, true) {
+        Op::Lstm(l) => Op::Lstm(Lstm { last: true, ..l }),
+        _ => unreachable!("tiny_lstm is an lstm"),
+    });
+    assert_eq!(all.dims(), [3, 2, 1]);
+    assert_eq!(last.dims(), [2, 1]);
+    assert_eq!(last.data, all.data[4..]);
+}
+
+#[test]
+fn argmax_takes_the_first_maximum() {
+    let x = t(&[2, 3], &[1.0, 5.0, 5.0, f32::NAN, -1.0, -3.0]);
+    let along = |axis, keepdims| run_one(&x, |_| Op::ArgMax(crate::op::ArgMax { axis, keepdims }));
+    assert_eq!(along(-1, false), t(&[2], &[1.0, 1.0]));
+    assert_eq!(along(0, true), t(&[1, 3], &[0.0, 0.0, 0.0]));
+    assert_eq!(along(1, true), t(&[2, 1], &[1.0, 1.0]));
 }

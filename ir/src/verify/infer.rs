@@ -250,6 +250,23 @@ fn infer_unprefixed(
             Ok(x.ty.clone())
         }
         Op::Lstm(l) => lstm(l, weights, x()),
+        Op::ArgMax(a) => {
+            let x = x();
+            let axis = signed_axis(&Axis { axis: a.axis }, x)?;
+            let mut dims = x.ty.shape.dims().to_vec();
+            if dims[axis] == 0 {
+                return Err(format!(
+                    "axis {axis} of `{}` : {} is empty, so it has no maximum",
+                    x.name, x.ty
+                ));
+            }
+            if a.keepdims {
+                dims[axis] = 1;
+            } else {
+                dims.remove(axis);
+            }
+            Ok(TensorType::new(DType::I64, dims))
+        }
         Op::Embedding(e) => {
             let ids = x();
             let table = w(e.table)?;
@@ -621,9 +638,18 @@ fn lstm(l: &Lstm, weights: &Weights, x: Operand<'_>) -> Result<TensorType, Strin
             ));
         }
     }
-    let dims = match batch {
+    let mut dims = match batch {
         Some(batch) => vec![seq, batch, h],
         None => vec![seq, h],
     };
+    if l.last {
+        if seq == 0 {
+            return Err(format!(
+                "input `{}` : {} has no steps, so there is no last hidden state",
+                x.name, x.ty
+            ));
+        }
+        dims.remove(0);
+    }
     Ok(TensorType::f32(dims))
 }

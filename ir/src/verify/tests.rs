@@ -426,7 +426,14 @@ fn lstm(g: &mut Graph, hidden: usize, inp: usize, state: Option<&[usize]>) -> Op
         Some(dims) => (Some(zeros(g, "h0", dims)), Some(zeros(g, "c0", dims))),
         None => (None, None),
     };
-    Op::Lstm(Lstm { w, r, b, h0, c0 })
+    Op::Lstm(Lstm {
+        w,
+        r,
+        b,
+        h0,
+        c0,
+        last: false,
+    })
 }
 
 #[test]
@@ -464,6 +471,7 @@ fn lstm_shapes() {
             b: None,
             h0: None,
             c0: None,
+            last: false,
         })
     };
     assert_eq!(
@@ -479,6 +487,7 @@ fn lstm_shapes() {
             b: None,
             h0: None,
             c0: None,
+            last: false,
         })
     };
     assert_eq!(
@@ -495,6 +504,7 @@ fn lstm_shapes() {
             b,
             h0: None,
             c0: None,
+            last: false,
         })
     };
     assert!(err_msg(&[5, 3], bad_b).contains("so the bias must be [16]"));
@@ -508,6 +518,7 @@ fn lstm_shapes() {
             b: None,
             h0: None,
             c0,
+            last: false,
         })
     };
     assert!(err_msg(&[5, 3], gap).contains("may only be left out from the end"));
@@ -1074,4 +1085,33 @@ fn long_chains_and_long_cycles_do_not_exhaust_the_stack() {
         errors[0].message,
         "cycle: this value depends on itself through n0 -> n1 -> n2 -> n3 -> n4 -> n5 -> ... -> n199995 -> n199996 -> n199997 -> n199998 -> n199999 -> n0 (200000 values on the cycle)"
     );
+}
+
+#[test]
+fn argmax_gives_i64_and_rejects_empty_axes() {
+    use crate::op::ArgMax;
+    let mut g = Graph::new("t");
+    let x = g.add_input("x", TensorType::f32(vec![2, 0]));
+    let ok = g.add_node(
+        "ok",
+        Op::ArgMax(ArgMax {
+            axis: 0,
+            keepdims: false,
+        }),
+        &[x],
+    );
+    g.add_output(ok);
+    let info = verify(&g).expect("argmax over a non-empty axis verifies");
+    assert_eq!(info.ty(ok), &TensorType::new(DType::I64, vec![0]));
+    let bad = g.add_node(
+        "bad",
+        Op::ArgMax(ArgMax {
+            axis: -1,
+            keepdims: true,
+        }),
+        &[x],
+    );
+    g.add_output(bad);
+    let errors = verify(&g).expect_err("an empty axis has no maximum");
+    assert!(errors[0].message.contains("is empty"), "{errors:?}");
 }

@@ -109,6 +109,22 @@ pub fn lower(
     }
 }
 
+/// A weights file: an ONNX model (its initializers, by name) when its content starts like one,
+/// else safetensors.
+fn read_weights_file(path: &Path) -> Result<WeightFile, String> {
+    let mut head = [0u8; 9];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .unwrap_or(0);
+    // A safetensors file starts with its header length, then `{`.
+    let safetensors = n == head.len() && head[8] == b'{';
+    if !safetensors && crate::onnx::looks_like_onnx(&head[..n]) {
+        crate::onnx::read_initializers(path).map_err(|e| e.to_string())
+    } else {
+        files::read_safetensors(path).map_err(|e| e.to_string())
+    }
+}
+
 /// The file stem when it is a plain name, else `network`.
 fn default_network_name(file_name: &str) -> String {
     let stem = Path::new(file_name)
@@ -155,7 +171,7 @@ impl Lowerer {
             || Path::new(&file.value).to_path_buf(),
             |d| d.join(&file.value),
         );
-        match files::read_safetensors(&path) {
+        match read_weights_file(&path) {
             Ok(w) => self.file = Some(w),
             Err(e) => {
                 self.file_ok = false;
@@ -200,7 +216,7 @@ impl Lowerer {
                         "no `= ...` here and no weights file",
                     )
                     .with_note(
-                        "name a safetensors file with `weights \"FILE\"`, or give values: `= [..]` or `= random(normal(0, 0.01), seed = 1)`",
+                        "name a safetensors or ONNX file with `weights \"FILE\"`, or give values: `= [..]` or `= random(normal(0, 0.01), seed = 1)`",
                     ),
                 );
             }

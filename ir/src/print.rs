@@ -103,7 +103,15 @@ fn float_text<T: fmt::Debug + Into<f64> + Copy>(f: &mut fmt::Formatter<'_>, x: T
 /// Literal values per line in printed weights.
 const VALUES_PER_LINE: usize = 8;
 
-fn write_weight(out: &mut String, w: &Weight) -> fmt::Result {
+/// How much the printer writes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PrintOptions {
+    /// Computed weights with more elements than this are written `= computed` (which does not
+    /// read back) instead of as literals; `None` writes every value.
+    pub max_computed_values: Option<usize>,
+}
+
+fn write_weight(out: &mut String, w: &Weight, options: &PrintOptions) -> fmt::Result {
     write!(out, "weight @{} : {}", Name(&w.name), w.ty)?;
     match &w.init {
         WeightInit::File { key } => {
@@ -125,6 +133,9 @@ fn write_weight(out: &mut String, w: &Weight) -> fmt::Result {
                 write!(out, ", density = {}", FloatText(r.density))?;
             }
             write!(out, ", seed = {})", r.seed)?;
+        }
+        WeightInit::Computed if options.max_computed_values.is_some_and(|max| w.len() > max) => {
+            out.write_str(" = computed")?;
         }
         WeightInit::Literal | WeightInit::Computed => {
             let values = w.values();
@@ -183,12 +194,22 @@ const COMMENT_COLUMN: usize = 48;
 /// Prints `graph` in the text format. With `info` (from a successful verify), each statement is
 /// followed by a comment giving the type of the value it defines.
 pub fn print(graph: &Graph, info: Option<&GraphInfo>) -> String {
+    print_with(graph, info, &PrintOptions::default())
+}
+
+/// [`print`] with options; only the default options guarantee text that reads back.
+pub fn print_with(graph: &Graph, info: Option<&GraphInfo>, options: &PrintOptions) -> String {
     let mut out = String::new();
-    write_graph(&mut out, graph, info).expect("writing to a String cannot fail");
+    write_graph(&mut out, graph, info, options).expect("writing to a String cannot fail");
     out
 }
 
-fn write_graph(out: &mut String, graph: &Graph, info: Option<&GraphInfo>) -> fmt::Result {
+fn write_graph(
+    out: &mut String,
+    graph: &Graph,
+    info: Option<&GraphInfo>,
+    options: &PrintOptions,
+) -> fmt::Result {
     writeln!(out, "network {}", Name(&graph.name))?;
     if let Some(file) = &graph.weights_file {
         writeln!(out, "weights {}", Quoted(file))?;
@@ -206,7 +227,7 @@ fn write_graph(out: &mut String, graph: &Graph, info: Option<&GraphInfo>) -> fmt
         out.push('\n');
     }
     for (_, w) in graph.weights.iter() {
-        write_weight(out, w)?;
+        write_weight(out, w, options)?;
     }
 
     let order = match info {

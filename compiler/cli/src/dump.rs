@@ -4,10 +4,13 @@
 //! back to an equal graph; JSON uses snake_case keys and stable key order.
 //!
 //! Weights files are named so that the dump reads back where it is written: the weights file of
-//! an imported ONNX model is the model itself, named relative to the output file's directory
-//! (or, on standard output, as the model was named on the command line). `--save-weights FILE`
+//! a text description, or of an imported ONNX model (the model itself), is named relative to the
+//! output file's directory (or, on standard output, relative to the working directory). `--save-weights FILE`
 //! writes every weight to a safetensors file and the dump names that file instead, with every
 //! weight read from it.
+//!
+//! With `--passes`/`--preset` the dump shows the IR after the pipeline (or after `--stop-after
+//! PASS`); weight encodings appear as comments after each weight.
 
 use clap::{Args, ValueEnum};
 use serde_json::{Map, Value, json};
@@ -40,7 +43,16 @@ pub struct DumpArgs {
     /// Write every weight to this safetensors file; the dump reads its weights from it.
     #[arg(long, value_name = "FILE")]
     pub save_weights: Option<PathBuf>,
+    /// Print every value of weights computed by passes (by default those over 4096 values are
+    /// written `= computed`, which does not read back; --save-weights keeps them all).
+    #[arg(long)]
+    pub full: bool,
+    #[command(flatten)]
+    pub pipeline: crate::pipeline::PipelineArgs,
 }
+
+/// Computed weights larger than this are elided from text dumps unless `--full` is given.
+const MAX_COMPUTED_VALUES: usize = 4096;
 
 /// `target` as the dump at `output` (standard output when `None`) must name it: relative to the
 /// output's directory when both lie in the same directory, else as given when writing to
@@ -86,16 +98,24 @@ fn save_weights(graph: &mut Graph, path: &Path) -> anyhow::Result<()> {
 
 pub fn run(args: DumpArgs) -> anyhow::Result<()> {
     let loaded = crate::run::load_noted(&args.model)?;
-    let mut parsed = loaded.parsed;
+    let mut parsed = args.pipeline.apply(loaded.parsed)?;
     let output = args.output.as_deref();
     if let Some(path) = &args.save_weights {
         save_weights(&mut parsed.graph, path)?;
         parsed.graph.weights_file = Some(name_from_output(path, output));
     } else if loaded.format == sprig_front::ModelFormat::Onnx {
         parsed.graph.weights_file = Some(name_from_output(&args.model, output));
+    } else if let Some(file) = &parsed.graph.weights_file {
+        let model_dir = args.model.parent().unwrap_or(Path::new(""));
+        parsed.graph.weights_file = Some(name_from_output(&model_dir.join(file), output));
     }
     let text = match args.format {
-        Format::Text => sprig_ir::print(&parsed.graph, Some(&parsed.info)),
+        Format::Text => {
+            let options = sprig_ir::print::PrintOptions {
+                max_computed_values: (!args.full).then_some(MAX_COMPUTED_VALUES),
+            };
+            sprig_ir::print::print_with(&parsed.graph, Some(&parsed.info), &options)
+        }
         Format::Json => {
             let mut s = serde_json::to_string_pretty(&to_json(&parsed.graph, &parsed.info))?;
             s.push('\n');

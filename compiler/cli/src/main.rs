@@ -5,6 +5,7 @@
 
 mod check;
 mod dump;
+mod pipeline;
 mod run;
 
 use clap::{Parser, Subcommand};

@@ -172,3 +172,101 @@ fn run_errors_leave_no_output_file() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).expect("dir").collect();
     assert_eq!(leftovers.len(), 1, "only the input file remains");
 }
+
+#[test]
+fn dump_runs_pipelines_and_stops_after_any_pass() {
+    let out = sprig(&[
+        "dump",
+        "examples/lenet_300_100.sprig",
+        "--preset",
+        "deep-compression",
+        "-v",
+        "--time-passes",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(
+        err.contains("prune:") && err.contains("quantize:") && err.contains("huffman:"),
+        "{err}"
+    );
+    assert!(err.contains("pass timings:"), "{err}");
+    assert!(
+        text.contains("shared(5 bits, linear, zero code) huffman("),
+        "{text}"
+    );
+
+    let out = sprig(&[
+        "dump",
+        "examples/lenet_300_100.sprig",
+        "--preset",
+        "deep-compression",
+        "--stop-after",
+        "quantize",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("shared(5 bits"));
+    assert!(!stdout(&out).contains("huffman("));
+
+    // A small network's dump after passes reads back; elided values say how to keep them.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let small = dir.path().join("small.sprig");
+    let out = sprig(&[
+        "dump",
+        "examples/eie/ntwe.sprig",
+        "--passes",
+        "prune(sparsity=0.9)",
+        "-o",
+        small.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = sprig(&["check", small.to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--save-weights FILE or --full"),
+        "{}",
+        stderr(&out)
+    );
+    let out = sprig(&[
+        "dump",
+        "examples/lenet5.sprig",
+        "--passes",
+        "prune(sparsity=0.5), quantize(bits=4)",
+        "--full",
+        "-o",
+        small.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        sprig(&["check", small.to_str().expect("utf-8")])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
+#[test]
+fn bad_pipelines_exit_1() {
+    for args in [
+        &[
+            "dump",
+            "examples/lenet5.sprig",
+            "--passes",
+            "prune(sparsity=2)",
+        ][..],
+        &["dump", "examples/lenet5.sprig", "--passes", "shrink"],
+        &["dump", "examples/lenet5.sprig", "--preset", "tiny"],
+        &["dump", "examples/lenet5.sprig", "--stop-after", "prune"],
+        &[
+            "dump",
+            "examples/lenet5.sprig",
+            "--passes",
+            "prune(density=0.5)",
+            "--stop-after",
+            "huffman",
+        ],
+    ] {
+        let out = sprig(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("error: "), "{}", stderr(&out));
+    }
+}

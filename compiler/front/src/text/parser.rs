@@ -449,6 +449,11 @@ impl<'s> Parser<'s> {
                 self.pos += 1;
                 self.random()
             }
+            "computed" => Err(self.error(
+                l.start..l.end,
+                "the values of this weight were left out of the dump it comes from",
+                "dump again with --save-weights FILE or --full to keep them",
+            )),
             _ => Err(self.unexpected("`[values]`, `random(...)` or `file(\"KEY\")`")),
         }
     }

@@ -18,9 +18,11 @@
 use crate::layers::{Layer, layers};
 use crate::manager::{OptionDoc, Pass, PassError, PassReport};
 use crate::options::Options;
+use rayon::prelude::*;
 use sprig_ir::encoding::Pruned;
 use sprig_ir::{Graph, GraphInfo};
 use std::ops::Range;
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Prune;
@@ -67,75 +69,116 @@ fn magnitude_bits(w: f32) -> u32 {
     w.abs().to_bits()
 }
 
-/// The magnitude bits `t` such that the `keep`-th largest magnitude among `ranges` is `t`
-/// (two histogram passes over the high and low 16 bits: O(n), no copy). `keep` ≥ 1.
-fn kth_largest(values: &[f32], ranges: &[Range<usize>], keep: usize) -> u32 {
-    let mut hist = vec![0usize; 1 << 16];
-    for r in ranges {
-        for &v in &values[r.clone()] {
-            hist[(magnitude_bits(v) >> 16) as usize] += 1;
-        }
-    }
-    let mut remaining = keep;
-    let mut high = 0usize;
-    for b in (0..hist.len()).rev() {
-        if hist[b] >= remaining {
-            high = b;
-            break;
-        }
-        remaining -= hist[b];
-    }
-    hist.iter_mut().for_each(|h| *h = 0);
-    for r in ranges {
-        for &v in &values[r.clone()] {
-            let bits = magnitude_bits(v);
-            if (bits >> 16) as usize == high {
-                hist[(bits & 0xffff) as usize] += 1;
-            }
-        }
-    }
-    let mut low = 0usize;
-    for b in (0..hist.len()).rev() {
-        if hist[b] >= remaining {
-            low = b;
-            break;
-        }
-        remaining -= hist[b];
-    }
-    ((high as u32) << 16) | low as u32
+/// Elements per parallel work unit of the histogram and write passes.
+const CHUNK: usize = 1 << 20;
+
+/// The slices of `values` covered by `ranges`, split into work units of at most [`CHUNK`].
+fn pieces<'a>(values: &'a [f32], ranges: &'a [Range<usize>]) -> Vec<(usize, &'a [f32])> {
+    ranges
+        .iter()
+        .flat_map(|r| {
+            (r.start..r.end)
+                .step_by(CHUNK)
+                .map(move |s| (s, &values[s..(s + CHUNK).min(r.end)]))
+        })
+        .collect()
 }
 
-/// Keeps exactly the `keep` largest magnitudes of `ranges` in `out` (zeros elsewhere in those
-/// ranges); ties at the threshold go to the lowest positions.
-fn keep_largest(values: &[f32], ranges: &[Range<usize>], keep: usize, out: &mut [f32]) {
-    for r in ranges {
-        out[r.clone()].iter_mut().for_each(|v| *v = 0.0);
+/// A 65536-bucket histogram of `bucket(bits)` over the magnitude bits of `pieces`, in parallel.
+fn histogram(
+    pieces: &[(usize, &[f32])],
+    bucket: impl Fn(u32) -> Option<usize> + Sync,
+) -> Vec<usize> {
+    pieces
+        .par_iter()
+        .fold(
+            || vec![0usize; 1 << 16],
+            |mut hist, (_, piece)| {
+                for &v in *piece {
+                    if let Some(b) = bucket(magnitude_bits(v)) {
+                        hist[b] += 1;
+                    }
+                }
+                hist
+            },
+        )
+        .reduce(
+            || vec![0usize; 1 << 16],
+            |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+                a
+            },
+        )
+}
+
+/// Walks buckets from the largest down to the one holding the `remaining`-th largest element;
+/// returns that bucket and how many of its elements are still to be taken.
+fn descend(hist: &[usize], mut remaining: usize) -> (usize, usize) {
+    for b in (0..hist.len()).rev() {
+        if hist[b] >= remaining {
+            return (b, remaining);
+        }
+        remaining -= hist[b];
     }
+    (0, remaining)
+}
+
+/// The threshold magnitude bits `t` of the `keep` largest magnitudes among `pieces` (two
+/// histogram passes over the high and low 16 bits: O(n), no copy), how many elements of
+/// magnitude exactly `t` are kept, and how many there are. `keep` ≥ 1.
+fn threshold(pieces: &[(usize, &[f32])], keep: usize) -> (u32, usize, usize) {
+    let high_hist = histogram(pieces, |bits| Some((bits >> 16) as usize));
+    let (high, remaining) = descend(&high_hist, keep);
+    let low_hist = histogram(pieces, |bits| {
+        ((bits >> 16) as usize == high).then_some((bits & 0xffff) as usize)
+    });
+    let (low, ties) = descend(&low_hist, remaining);
+    (((high as u32) << 16) | low as u32, ties, low_hist[low])
+}
+
+/// Keeps exactly the `keep` largest magnitudes of `ranges` in `out`, which must be zero there;
+/// ties at the threshold go to the lowest positions. Returns how many kept values are non-zero.
+fn keep_largest(values: &[f32], ranges: &[Range<usize>], keep: usize, out: &mut [f32]) -> u64 {
     if keep == 0 {
-        return;
+        return 0;
     }
-    let t = kth_largest(values, ranges, keep);
-    let above: usize = ranges
-        .iter()
-        .map(|r| {
-            values[r.clone()]
-                .iter()
-                .filter(|&&v| magnitude_bits(v) > t)
-                .count()
-        })
-        .sum();
-    let mut ties = keep - above;
-    for r in ranges {
-        for i in r.clone() {
-            let bits = magnitude_bits(values[i]);
+    let pieces = pieces(values, ranges);
+    let (t, ties, tied) = threshold(&pieces, keep);
+    if let [range] = ranges
+        && ties == tied
+    {
+        // One contiguous range, and every element at the threshold is kept: order does not
+        // matter, so the write pass runs in parallel over disjoint chunks.
+        return out[range.clone()]
+            .par_chunks_mut(CHUNK)
+            .zip(values[range.clone()].par_chunks(CHUNK))
+            .map(|(out, piece)| {
+                let mut nonzeros = 0u64;
+                for (o, &v) in out.iter_mut().zip(piece) {
+                    if magnitude_bits(v) >= t {
+                        *o = v;
+                        nonzeros += u64::from(v != 0.0);
+                    }
+                }
+                nonzeros
+            })
+            .sum();
+    }
+    let mut ties = ties;
+    let mut nonzeros = 0u64;
+    for &(start, piece) in &pieces {
+        for (i, &v) in piece.iter().enumerate() {
+            let bits = magnitude_bits(v);
             if bits > t || (bits == t && ties > 0) {
                 if bits == t {
                     ties -= 1;
                 }
-                out[i] = values[i];
+                out[start + i] = v;
+                nonzeros += u64::from(v != 0.0);
             }
         }
     }
+    nonzeros
 }
 
 /// Population standard deviation, accumulated in f64 in index order.
@@ -256,8 +299,11 @@ impl Pass for Prune {
                 .map(|p| p as usize);
             let weight = &graph.weights[layer.weight];
             let values = weight.values();
-            let mut out = vec![0.0f32; values.len()];
+            // Built in place as the `Arc` the weight keeps: converting a `Vec` would copy it.
+            let mut out_values: Arc<[f32]> = std::iter::repeat_n(0.0f32, values.len()).collect();
+            let out = Arc::get_mut(&mut out_values).expect("a fresh Arc is unique");
             let keep = keep_count(rule, &values);
+            let mut nonzeros = 0u64;
             let mut balance_note = String::new();
             match pes {
                 Some(pes) if layer.rows > 0 => {
@@ -265,20 +311,17 @@ impl Pass for Prune {
                     let smallest = layer.rows / pes * layer.row_len;
                     let quota = (keep / pes).min(smallest);
                     for pe in 0..pes {
-                        keep_largest(&values, &pe_rows(&layer, pe, pes), quota, &mut out);
+                        nonzeros += keep_largest(&values, &pe_rows(&layer, pe, pes), quota, out);
                     }
                     balance_note = format!(" ({quota} per PE × {pes})");
                 }
-                _ => keep_largest(
-                    &values,
-                    std::slice::from_ref(&(0..values.len())),
-                    keep,
-                    &mut out,
-                ),
+                _ => {
+                    nonzeros =
+                        keep_largest(&values, std::slice::from_ref(&(0..values.len())), keep, out)
+                }
             }
-            let nonzeros = out.iter().filter(|&&v| v != 0.0).count() as u64;
             if !layer.is_bias && layer.row_len > 0 && layer.kind == crate::layers::LayerKind::Fc {
-                let (no_inputs, unused_inputs) = dead_neurons(&layer, &out);
+                let (no_inputs, unused_inputs) = dead_neurons(&layer, out);
                 if no_inputs + unused_inputs > 0 {
                     report.notes.push(format!(
                         "@{}: {no_inputs} neuron(s) left with no inputs, {unused_inputs} input(s) no longer used",
@@ -289,7 +332,7 @@ impl Pass for Prune {
             let len = out.len() as u64;
             let weight = graph.weights.get_mut(layer.weight);
             weight
-                .set_computed(out.into())
+                .set_computed(out_values)
                 .map_err(|e| PassError::failed(NAME, e.to_string()))?;
             weight.encoding.pruned = Some(Pruned { nonzeros, len });
             report.rows.push(vec![

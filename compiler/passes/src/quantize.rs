@@ -13,13 +13,18 @@ use crate::algo::kmeans::{Init, KMeansOptions, kmeans_1d};
 use crate::layers::{LayerKind, layers};
 use crate::manager::{OptionDoc, Pass, PassError, PassReport};
 use crate::options::Options;
+use rayon::prelude::*;
 use sprig_ir::encoding::{CentroidInit, Shared};
 use sprig_ir::{Graph, GraphInfo};
+use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Quantize;
 
 const NAME: &str = "quantize";
+
+/// Elements per parallel work unit when gathering the stored values.
+const CHUNK: usize = 1 << 20;
 
 /// Relative centroid movement under which Lloyd iterations stop.
 pub const DEFAULT_TOLERANCE: f64 = 1e-6;
@@ -145,10 +150,27 @@ impl Pass for Quantize {
                 ));
             }
             let values = weight.values();
-            let stored: Vec<f32> = if pruned {
-                values.iter().copied().filter(|&v| v != 0.0).collect()
+            // The stored values (survivors of pruning, or every value) and, when pruned, where
+            // they sit; gathered in parallel chunks, concatenated in order.
+            let (stored, positions): (Vec<f32>, Option<Vec<usize>>) = if pruned {
+                let parts: Vec<(Vec<f32>, Vec<usize>)> = values
+                    .par_chunks(CHUNK)
+                    .enumerate()
+                    .map(|(c, chunk)| {
+                        let mut kept = (Vec::new(), Vec::new());
+                        for (i, &v) in chunk.iter().enumerate() {
+                            if v != 0.0 {
+                                kept.0.push(v);
+                                kept.1.push(c * CHUNK + i);
+                            }
+                        }
+                        kept
+                    })
+                    .collect();
+                let (v, p): (Vec<Vec<f32>>, Vec<Vec<usize>>) = parts.into_iter().unzip();
+                (v.concat(), Some(p.concat()))
             } else {
-                values.to_vec()
+                (values.to_vec(), None)
             };
             let clusters = (1usize << bits) - usize::from(zero_code);
             let kmeans_options = KMeansOptions {
@@ -176,18 +198,25 @@ impl Pass for Quantize {
                 codebook.insert(0, 0.0);
                 codes.iter_mut().for_each(|c| *c += 1);
             }
-            let mut decoded = Vec::with_capacity(values.len());
-            let mut next = codes.iter();
-            let mut squared_error = 0.0f64;
-            for &v in values.iter() {
-                let q = if pruned && v == 0.0 {
-                    0.0
-                } else {
-                    codebook[*next.next().expect("one code per stored value") as usize]
-                };
-                squared_error += (v as f64 - q as f64).powi(2);
-                decoded.push(q);
-            }
+            let squared_error: f64 = stored
+                .iter()
+                .zip(&codes)
+                .map(|(&v, &c)| (v as f64 - codebook[c as usize] as f64).powi(2))
+                .sum();
+            // Built directly as the `Arc` the weight keeps (collecting an exact-size iterator
+            // allocates once; converting a `Vec` would copy it).
+            let decoded: Arc<[f32]> = match &positions {
+                Some(positions) => {
+                    let mut decoded: Arc<[f32]> =
+                        std::iter::repeat_n(0.0f32, values.len()).collect();
+                    let out = Arc::get_mut(&mut decoded).expect("a fresh Arc is unique");
+                    for (&p, &c) in positions.iter().zip(&codes) {
+                        out[p] = codebook[c as usize];
+                    }
+                    decoded
+                }
+                None => codes.iter().map(|&c| codebook[c as usize]).collect(),
+            };
             let rms = if stored.is_empty() {
                 0.0
             } else {
@@ -195,7 +224,7 @@ impl Pass for Quantize {
             };
             let weight = graph.weights.get_mut(layer.weight);
             weight
-                .set_computed(decoded.into())
+                .set_computed(decoded)
                 .map_err(|e| PassError::failed(NAME, e.to_string()))?;
             weight.encoding.shared = Some(Shared {
                 bits,

@@ -32,7 +32,7 @@ pub enum Format {
 
 #[derive(Args, Debug)]
 pub struct DumpArgs {
-    /// The model: a .sprig text description or an ONNX model.
+    /// The model: a .sprig text description, an ONNX model or a packed artifact.
     pub model: PathBuf,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]

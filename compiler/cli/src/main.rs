@@ -4,8 +4,10 @@
 //! command line. Output files are written atomically (temporary file, then rename).
 
 mod check;
+mod compile;
 mod dump;
 mod pipeline;
+mod plots;
 mod run;
 
 use clap::{Parser, Subcommand};
@@ -17,7 +19,7 @@ use std::process::ExitCode;
     version,
     about = "sprig: a compiler that makes trained neural networks small and fast",
     long_about = "sprig reads a network description (sprig's text format, with weights from a \
-safetensors file, inline values or seeded generators), checks it, prints its IR and runs it.\n\n\
+safetensors file, inline values or seeded generators), checks it, compresses it into a packed artifact, prints its IR and runs it.\n\n\
 Start with:\n  sprig check examples/lenet_300_100.sprig\n  sprig dump examples/lenet_300_100.sprig\n  \
 sprig run examples/lenet5.sprig --input examples/inputs/mnist_digits_8.npy"
 )]
@@ -30,6 +32,9 @@ struct Cli {
 enum Command {
     /// Parse and verify a model; print a one-screen summary (inputs, outputs, ops, parameters).
     Check(check::CheckArgs),
+    /// Compress a model (the deep-compression preset unless --passes/--preset says otherwise)
+    /// and write the packed artifact with a size report; --target eie is not available yet.
+    Compile(compile::CompileArgs),
     /// Print a model's IR as sprig text (which sprig reads back), JSON or Graphviz dot.
     Dump(dump::DumpArgs),
     /// Execute a model on input arrays (.npy/.npz) and print or save the outputs.
@@ -48,15 +53,35 @@ impl std::fmt::Display for InputError {
 
 impl std::error::Error for InputError {}
 
-/// Loads and verifies a model, turning load errors into printable input errors.
+/// Loads and verifies a model or a packed artifact, turning load errors into printable input
+/// errors.
 pub fn load(path: &std::path::Path) -> anyhow::Result<sprig_front::Parsed> {
     run::load_noted(path).map(|loaded| loaded.parsed)
+}
+
+/// Reads `path` as a packed artifact when it starts with the artifact's magic bytes; `None`
+/// for anything else (a text description or an ONNX model).
+pub fn load_artifact(path: &std::path::Path) -> anyhow::Result<Option<sprig_front::Parsed>> {
+    use std::io::Read;
+    let mut head = [0u8; sprig_pack::MAGIC.len()];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .unwrap_or(0);
+    if !sprig_pack::looks_like_artifact(&head[..n]) {
+        return Ok(None);
+    }
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| InputError(format!("error: {name}: {e}")))?;
+    let (graph, info) =
+        sprig_pack::unpack(&bytes, &name).map_err(|e| InputError(format!("error: {e}")))?;
+    Ok(Some(sprig_front::Parsed { graph, info }))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Compile(args) => compile::run(args),
         Command::Dump(args) => dump::run(args),
         Command::Run(args) => run::run(args),
     };

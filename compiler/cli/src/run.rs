@@ -17,9 +17,17 @@ use sprig_ir::{DType, Distribution, Graph, GraphInfo, RandomInit, Shape, Tensor}
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 
-/// Loads and verifies a model (text or ONNX), turning load errors into printable input errors;
-/// import notes (dropped ONNX outputs) go to stderr.
+/// Loads and verifies a model (text, ONNX or a packed artifact), turning load errors into
+/// printable input errors; import notes (dropped ONNX outputs) go to stderr. An artifact's graph
+/// is reported as text (it is the graph its text form describes).
 pub fn load_noted(path: &Path) -> anyhow::Result<sprig_front::Loaded> {
+    if let Some(parsed) = crate::load_artifact(path)? {
+        return Ok(sprig_front::Loaded {
+            parsed,
+            format: sprig_front::ModelFormat::Text,
+            notes: Vec::new(),
+        });
+    }
     let loaded = sprig_front::load(path).map_err(|e| match e {
         sprig_front::LoadError::Diagnostics(d) => InputError(d.render().trim_end().to_string()),
         other => InputError(format!("error: {other}")),
@@ -41,7 +49,7 @@ pub enum Engine {
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The model: a .sprig text description or an ONNX model.
+    /// The model: a .sprig text description, an ONNX model or a packed artifact.
     pub model: PathBuf,
     /// The inputs: X.npy (models with one input), X.npz (one array per input, named like the
     /// inputs), or random:density=D,seed=S (each element non-zero with probability D, |N(0, 1)|).

@@ -25,9 +25,11 @@
 //! shape × element size has been checked (with checked arithmetic) against the bytes actually
 //! present. Nothing here prints.
 
+mod mnist;
 mod npy;
 mod st;
 
+pub use mnist::{Dataset, MnistSplit, read_mnist, read_npz_dataset};
 pub use npy::{read_npy, read_npz, write_npy, write_npz};
 pub use st::{read_safetensors, write_safetensors};
 

@@ -1,0 +1,242 @@
+//! `sprig compile` and artifacts on the command line: the report, `--report-json`, and `check`,
+//! `dump`, `run` reading what `compile` wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn sprig(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sprig"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("sprig runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+#[test]
+fn compile_writes_an_artifact_that_dump_and_run_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("lenet.sprigpack");
+    let json = dir.path().join("report.json");
+    let out = sprig(&[
+        "compile",
+        "examples/lenet_300_100.sprig",
+        "--target",
+        "cpu",
+        "-o",
+        path_str(&artifact),
+        "--report-json",
+        path_str(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for column in [
+        "layer",
+        "#weights",
+        "weights%",
+        "weight bits",
+        "index bits",
+        "Huffman b/w",
+    ] {
+        assert!(text.contains(column), "{text}");
+    }
+    assert!(text.contains("ip1.weight"), "{text}");
+    assert!(text.contains("compressed 38."), "{text}");
+
+    let size = std::fs::metadata(&artifact).unwrap().len();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let total = &report["total"];
+    assert_eq!(total["packed_bytes"].as_u64(), Some(size));
+    assert_eq!(total["dense_bytes"].as_u64(), Some(4 * 266_610));
+    assert!(total["ratio"].as_f64().unwrap() >= 30.0);
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 6);
+    let mut sum = report["other_bytes"].as_u64().unwrap();
+    for layer in layers {
+        let keys: Vec<&str> = layer
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        for key in [
+            "name",
+            "shape",
+            "params",
+            "density",
+            "weight_bits",
+            "index_bits",
+            "huffman_weight_bits",
+            "huffman_index_bits",
+            "bytes",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {layer}");
+        }
+        sum += layer["bytes"].as_u64().unwrap();
+    }
+    assert_eq!(sum, size);
+    assert_eq!(layers[0]["name"], "ip1.weight");
+    assert_eq!(layers[0]["shape"], serde_json::json!([300, 784]));
+
+    // The same command gives the same bytes.
+    let again = dir.path().join("again.sprigpack");
+    let out = sprig(&[
+        "compile",
+        "examples/lenet_300_100.sprig",
+        "--target",
+        "cpu",
+        "--preset",
+        "deep-compression",
+        "-o",
+        path_str(&again),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(&again).unwrap(),
+        std::fs::read(&artifact).unwrap()
+    );
+
+    let out = sprig(&["check", path_str(&artifact)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("lenet_300_100: ok"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = sprig(&["dump", path_str(&artifact)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("huffman(3.77 b/w, 4.13 b/idx)"),
+        "{}",
+        stdout(&out)
+    );
+
+    // Running the artifact equals running the same pipeline on the description.
+    let run = |model: &str, extra: &[&str]| {
+        let y = dir.path().join(format!("y{}.npy", extra.len()));
+        let mut args = vec![
+            "run",
+            model,
+            "--input",
+            "examples/inputs/mnist_digits_8.npy",
+            "-o",
+            path_str(&y),
+        ];
+        args.extend_from_slice(extra);
+        let out = sprig(&args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        std::fs::read(&y).unwrap()
+    };
+    let from_artifact = run(path_str(&artifact), &[]);
+    let out = sprig(&[
+        "dump",
+        "examples/lenet_300_100.sprig",
+        "--preset",
+        "deep-compression",
+        "--full",
+        "-o",
+        path_str(&dir.path().join("compressed.sprig")),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let from_text = run(
+        path_str(&dir.path().join("compressed.sprig")),
+        &["--engine", "interp"],
+    );
+    assert_eq!(from_artifact, from_text);
+}
+
+#[test]
+fn compile_rejects_what_it_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("x.sprigpack");
+    let out = sprig(&[
+        "compile",
+        "examples/lenet5.sprig",
+        "--target",
+        "eie",
+        "-o",
+        path_str(&out_path),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("not available yet"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out_path.exists());
+
+    let out = sprig(&[
+        "compile",
+        "examples/lenet5.sprig",
+        "-o",
+        path_str(&out_path),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "--target is required");
+
+    let out = sprig(&[
+        "compile",
+        "examples/lenet5.sprig",
+        "--target",
+        "cpu",
+        "--passes",
+        "nonsense",
+        "-o",
+        path_str(&out_path),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(!out_path.exists());
+}
+
+#[test]
+fn damaged_artifacts_exit_1_naming_file_and_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("small.sprigpack");
+    let out = sprig(&[
+        "compile",
+        "tests/cases/passes/prune_quantize_small.sprig",
+        "--target",
+        "cpu",
+        "--passes",
+        "prune(density=0.5), quantize(bits=2), huffman(index_bits=2)",
+        "-o",
+        path_str(&artifact),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x40;
+    let damaged = dir.path().join("damaged.sprigpack");
+    std::fs::write(&damaged, &bytes).unwrap();
+    for command in ["check", "dump"] {
+        let out = sprig(&[command, path_str(&damaged)]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(err.contains("damaged.sprigpack: byte "), "{err}");
+        assert!(err.contains("checksum mismatch"), "{err}");
+    }
+    std::fs::write(&damaged, &bytes[..20]).unwrap();
+    let out = sprig(&["run", path_str(&damaged), "--input", "random:seed=1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("damaged.sprigpack: byte "),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -41,8 +41,34 @@ pub struct CompileArgs {
     /// {dense_bytes, packed_bytes, ratio}.
     #[arg(long, value_name = "FILE")]
     pub report_json: Option<PathBuf>,
+    /// Write weight histograms (SVG) for every layer before compression and after each pass
+    /// that changes the values, into this directory.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
+    /// Measure top-1 accuracy before and after compression on a labelled data set:
+    /// mnist:DIR (MNIST's test split) or npz:FILE (arrays x and y).
+    #[arg(long, value_name = "DATA")]
+    pub eval_data: Option<String>,
+    /// How many samples of --eval-data to use (from the start).
+    #[arg(long, default_value_t = 1000)]
+    pub eval_samples: usize,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+}
+
+/// A layer's weights at each stage worth a plot: before compression, then after every pass that
+/// changed them.
+type Stages = Vec<(String, Vec<(&'static str, std::sync::Arc<[f32]>)>)>;
+
+fn layer_values(
+    graph: &sprig_ir::Graph,
+    info: &sprig_ir::GraphInfo,
+) -> Vec<(String, std::sync::Arc<[f32]>)> {
+    sprig_passes::layers::layers(graph, info)
+        .into_iter()
+        .filter(|l| !l.is_bias)
+        .map(|l| (l.weight_name.clone(), graph.weights[l.weight].values()))
+        .collect()
 }
 
 pub fn run(mut args: CompileArgs) -> anyhow::Result<()> {
@@ -57,7 +83,54 @@ pub fn run(mut args: CompileArgs) -> anyhow::Result<()> {
         args.pipeline.preset = Some(DEFAULT_PRESET.to_string());
     }
     let parsed = crate::load(&args.model)?;
-    let parsed = args.pipeline.apply(parsed)?;
+    let original = args
+        .eval_data
+        .is_some()
+        .then(|| (parsed.graph.clone(), parsed.info.clone()));
+    let mut stages: Stages = layer_values(&parsed.graph, &parsed.info)
+        .into_iter()
+        .map(|(name, values)| (name, vec![("dense", values)]))
+        .collect();
+    let plotting = args.plots.is_some();
+    let parsed = args
+        .pipeline
+        .apply_observed(parsed, &mut |pass, graph, info| {
+            if !plotting {
+                return;
+            }
+            for (name, values) in layer_values(graph, info) {
+                if let Some((_, layer)) = stages.iter_mut().find(|(n, _)| *n == name)
+                    && layer
+                        .last()
+                        .is_some_and(|(_, last)| !std::sync::Arc::ptr_eq(last, &values))
+                {
+                    layer.push((pass, values));
+                }
+            }
+        })?;
+    if let Some(dir) = &args.plots {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            InputError(format!(
+                "error: {}: cannot create the directory: {e}",
+                dir.display()
+            ))
+        })?;
+        for (name, layer) in &stages {
+            let views: Vec<(&str, &[f32])> =
+                layer.iter().map(|(stage, v)| (*stage, &v[..])).collect();
+            crate::plots::write_layer_plots(dir, name, &views)
+                .map_err(|e| InputError(format!("error: {}: {e}", dir.display())))?;
+        }
+    }
+    let eval = match (&args.eval_data, &original) {
+        (Some(spec), Some((graph, info))) => {
+            let data = crate::evaluate::read_dataset(spec, args.eval_samples)?;
+            let before = crate::evaluate::accuracy(graph, info, &data)?;
+            let after = crate::evaluate::accuracy(&parsed.graph, &parsed.info, &data)?;
+            Some((data.labels.len(), before, after))
+        }
+        _ => None,
+    };
     let packed = sprig_pack::pack(&parsed.graph, &parsed.info)
         .map_err(|e| InputError(format!("error: {}: {e}", args.model.display())))?;
     let write = |path: &PathBuf, bytes: &[u8]| {
@@ -66,15 +139,27 @@ pub fn run(mut args: CompileArgs) -> anyhow::Result<()> {
     };
     write(&args.output, &packed.bytes)?;
     if let Some(path) = &args.report_json {
-        let mut text = serde_json::to_string_pretty(&report_json(&packed.report))?;
+        let mut json = report_json(&packed.report);
+        if let Some((samples, before, after)) = eval {
+            json["eval"] =
+                json!({ "samples": samples, "accuracy_before": before, "accuracy_after": after });
+        }
+        let mut text = serde_json::to_string_pretty(&json)?;
         text.push('\n');
         write(path, text.as_bytes())?;
     }
     #[allow(clippy::print_stdout)]
     {
+        print!("{}", report_table(&packed.report));
+        if let Some((samples, before, after)) = eval {
+            println!(
+                "top-1 accuracy on {samples} samples: {:.2}% before, {:.2}% after compression",
+                100.0 * before,
+                100.0 * after
+            );
+        }
         println!(
-            "{}wrote {} ({} bytes)",
-            report_table(&packed.report),
+            "wrote {} ({} bytes)",
             args.output.display(),
             packed.bytes.len()
         );

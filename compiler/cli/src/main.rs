@@ -6,6 +6,7 @@
 mod check;
 mod compile;
 mod dump;
+mod evaluate;
 mod pipeline;
 mod plots;
 mod run;

@@ -4,7 +4,8 @@
 use crate::InputError;
 use clap::Args;
 use sprig_front::Parsed;
-use sprig_passes::{PassRun, Pipeline, run_pipeline};
+use sprig_ir::{Graph, GraphInfo};
+use sprig_passes::{PassRun, Pipeline, run_pipeline_observed};
 use std::fmt::Write;
 
 #[derive(Args, Debug, Default)]
@@ -51,12 +52,27 @@ impl PipelineArgs {
 
     /// Runs the pipeline (if any) over the model and prints timings and reports as asked.
     pub fn apply(&self, parsed: Parsed) -> anyhow::Result<Parsed> {
+        self.apply_observed(parsed, &mut |_, _, _| {})
+    }
+
+    /// [`PipelineArgs::apply`], calling `observe` after every pass.
+    pub fn apply_observed(
+        &self,
+        parsed: Parsed,
+        observe: &mut dyn FnMut(&'static str, &Graph, &GraphInfo),
+    ) -> anyhow::Result<Parsed> {
         let Some(pipeline) = self.pipeline()? else {
             return Ok(parsed);
         };
         let Parsed { mut graph, info } = parsed;
-        let (info, runs) = run_pipeline(&mut graph, info, &pipeline, self.stop_after.as_deref())
-            .map_err(|e| InputError(format!("error: {e}")))?;
+        let (info, runs) = run_pipeline_observed(
+            &mut graph,
+            info,
+            &pipeline,
+            self.stop_after.as_deref(),
+            observe,
+        )
+        .map_err(|e| InputError(format!("error: {e}")))?;
         let mut text = String::new();
         if self.verbose {
             text.push_str(&reports(&runs));

@@ -27,7 +27,6 @@
 
 // The compile report is this module's caller; until a build of the binary calls every entry point,
 // unused ones are not an error.
-#![allow(dead_code)]
 
 use std::io;
 use std::path::{Path, PathBuf};

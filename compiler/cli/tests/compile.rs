@@ -240,3 +240,60 @@ fn damaged_artifacts_exit_1_naming_file_and_byte() {
         stderr(&out)
     );
 }
+
+/// `--plots` writes a histogram per layer and stage; `--eval-data` measures accuracy before and
+/// after on the same samples and records it in the JSON report.
+#[test]
+fn compile_plots_and_evaluates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("l.sprigpack");
+    let plots = dir.path().join("plots");
+    let json = dir.path().join("report.json");
+    let o = |p: &std::path::Path| p.to_str().expect("utf-8").to_string();
+    let run = std::process::Command::new(env!("CARGO_BIN_EXE_sprig"))
+        .args([
+            "compile",
+            "examples/lenet_300_100.sprig",
+            "--target",
+            "cpu",
+            "-o",
+            &o(&out),
+            "--plots",
+            &o(&plots),
+            "--eval-data",
+            "npz:tests/data/mnist_test_1000.npz",
+            "--eval-samples",
+            "200",
+            "--report-json",
+            &o(&json),
+        ])
+        .current_dir(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."))
+        .output()
+        .expect("runs");
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&plots)
+        .expect("plots written")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let expected: Vec<String> = ["ip1", "ip2", "ip3"]
+        .iter()
+        .flat_map(|l| ["dense", "prune", "quantize"].map(|s| format!("{l}.weight-{s}.svg")))
+        .collect();
+    assert_eq!(names, expected);
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("report")).expect("json");
+    assert_eq!(report["eval"]["samples"], 200);
+    let before = report["eval"]["accuracy_before"].as_f64().expect("number");
+    let after = report["eval"]["accuracy_after"].as_f64().expect("number");
+    // The uncompressed model gets 983 of the first 1000 right; on the first 200 it is above 97%.
+    assert!(before > 0.97, "{before}");
+    assert!(after > 0.5 && after <= 1.0, "{after}");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("top-1 accuracy on 200 samples"), "{stdout}");
+}

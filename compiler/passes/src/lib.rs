@@ -20,5 +20,7 @@ pub mod partition;
 pub mod prune;
 pub mod quantize;
 
-pub use manager::{PASSES, Pass, PassError, PassReport, PassRun, Pipeline, run_pipeline};
+pub use manager::{
+    PASSES, Pass, PassError, PassReport, PassRun, Pipeline, run_pipeline, run_pipeline_observed,
+};
 pub use options::Options;

@@ -292,6 +292,18 @@ pub fn run_pipeline(
     pipeline: &Pipeline,
     stop_after: Option<&str>,
 ) -> Result<(GraphInfo, Vec<PassRun>), PassError> {
+    run_pipeline_observed(graph, info, pipeline, stop_after, &mut |_, _, _| {})
+}
+
+/// [`run_pipeline`], calling `observe(pass, graph, info)` after each pass has run and verified
+/// (for plots of intermediate weights; weight values are shared, so looking is cheap).
+pub fn run_pipeline_observed(
+    graph: &mut Graph,
+    info: GraphInfo,
+    pipeline: &Pipeline,
+    stop_after: Option<&str>,
+    observe: &mut dyn FnMut(&'static str, &Graph, &GraphInfo),
+) -> Result<(GraphInfo, Vec<PassRun>), PassError> {
     if let Some(stop) = stop_after
         && !pipeline.steps.iter().any(|s| s.pass == stop)
     {
@@ -312,6 +324,7 @@ pub fn run_pipeline(
             pass: step.pass.to_string(),
             errors,
         })?;
+        observe(step.pass, graph, &info);
         runs.push(PassRun {
             pass: step.pass,
             time,

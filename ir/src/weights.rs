@@ -207,6 +207,17 @@ impl Weight {
         Ok(())
     }
 
+    /// The values for a pass to change in place; the provenance becomes
+    /// [`WeightInit::Computed`]. The buffer is copied first only if someone else still holds it
+    /// (a clone of the graph, or an `Arc` from [`Weight::values`]), so a pass that drops its
+    /// handles first rewrites a layer without allocating.
+    pub fn values_mut(&mut self) -> &mut [f32] {
+        self.values();
+        self.init = WeightInit::Computed;
+        let arc = self.values.get_mut().expect("materialised just above");
+        Arc::make_mut(arc)
+    }
+
     pub fn with_span(mut self, span: Span) -> Weight {
         self.span = Some(span);
         self

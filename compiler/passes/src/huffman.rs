@@ -12,11 +12,15 @@ use crate::algo::sparse::{encode_relative, interleave_codes};
 use crate::layers::{LayerKind, layers};
 use crate::manager::{OptionDoc, Pass, PassError, PassReport};
 use crate::options::Options;
+use rayon::prelude::*;
 use sprig_ir::encoding::Huffman;
 use sprig_ir::{Graph, GraphInfo};
 
 #[derive(Debug)]
 pub struct HuffmanPass;
+
+/// Elements per parallel work unit when locating the survivors.
+const CHUNK: usize = 1 << 20;
 
 const NAME: &str = "huffman";
 
@@ -86,12 +90,20 @@ impl Pass for HuffmanPass {
                     .map_err(|e| PassError::option(NAME, e))?
                     .unwrap_or(default_width) as u8;
                 let values = weight.values();
+                // Found in parallel chunks, concatenated in order.
                 let positions: Vec<u64> = values
-                    .iter()
+                    .par_chunks(CHUNK)
                     .enumerate()
-                    .filter(|(_, v)| **v != 0.0)
-                    .map(|(i, _)| i as u64)
-                    .collect();
+                    .map(|(c, chunk)| {
+                        chunk
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, v)| **v != 0.0)
+                            .map(|(i, _)| (c * CHUNK + i) as u64)
+                            .collect::<Vec<u64>>()
+                    })
+                    .collect::<Vec<_>>()
+                    .concat();
                 let relative =
                     encode_relative(&positions, width).map_err(|e| fail(e.to_string()))?;
                 if relative.fillers > 0 && !shared.zero_code {

@@ -22,7 +22,6 @@ use rayon::prelude::*;
 use sprig_ir::encoding::Pruned;
 use sprig_ir::{Graph, GraphInfo};
 use std::ops::Range;
-use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Prune;
@@ -136,49 +135,88 @@ fn threshold(pieces: &[(usize, &[f32])], keep: usize) -> (u32, usize, usize) {
     (((high as u32) << 16) | low as u32, ties, low_hist[low])
 }
 
-/// Keeps exactly the `keep` largest magnitudes of `ranges` in `out`, which must be zero there;
-/// ties at the threshold go to the lowest positions. Returns how many kept values are non-zero.
-fn keep_largest(values: &[f32], ranges: &[Range<usize>], keep: usize, out: &mut [f32]) -> u64 {
-    if keep == 0 {
+/// Which elements of a set of ranges survive: magnitudes above `threshold`, and the first
+/// `ties` (by position) of those equal to it.
+#[derive(Clone, Debug)]
+struct Selection {
+    ranges: Vec<Range<usize>>,
+    threshold: u32,
+    ties: usize,
+    /// How many elements have exactly the threshold magnitude.
+    tied: usize,
+    keep: usize,
+}
+
+/// Chooses the `keep` largest magnitudes of `ranges`.
+fn select(values: &[f32], ranges: Vec<Range<usize>>, keep: usize) -> Selection {
+    let (threshold, ties, tied) = if keep == 0 {
+        (u32::MAX, 0, 0)
+    } else {
+        threshold(&pieces(values, &ranges), keep)
+    };
+    Selection {
+        ranges,
+        threshold,
+        ties,
+        tied,
+        keep,
+    }
+}
+
+/// Zeroes, in place, every element of the selection's ranges that does not survive; ties at the
+/// threshold go to the lowest positions. Returns how many survivors are non-zero.
+fn apply(values: &mut [f32], selection: &Selection) -> u64 {
+    let t = selection.threshold;
+    if selection.keep == 0 {
+        for r in &selection.ranges {
+            values[r.clone()].iter_mut().for_each(|v| *v = 0.0);
+        }
         return 0;
     }
-    let pieces = pieces(values, ranges);
-    let (t, ties, tied) = threshold(&pieces, keep);
-    if let [range] = ranges
-        && ties == tied
+    if let [range] = &selection.ranges[..]
+        && selection.ties == selection.tied
     {
-        // One contiguous range, and every element at the threshold is kept: order does not
-        // matter, so the write pass runs in parallel over disjoint chunks.
-        return out[range.clone()]
+        // One contiguous range, and every element at the threshold survives: order does not
+        // matter, so the pass runs in parallel over disjoint chunks.
+        return values[range.clone()]
             .par_chunks_mut(CHUNK)
-            .zip(values[range.clone()].par_chunks(CHUNK))
-            .map(|(out, piece)| {
+            .map(|chunk| {
                 let mut nonzeros = 0u64;
-                for (o, &v) in out.iter_mut().zip(piece) {
-                    if magnitude_bits(v) >= t {
-                        *o = v;
-                        nonzeros += u64::from(v != 0.0);
+                for v in chunk {
+                    if magnitude_bits(*v) >= t {
+                        nonzeros += u64::from(*v != 0.0);
+                    } else {
+                        *v = 0.0;
                     }
                 }
                 nonzeros
             })
             .sum();
     }
-    let mut ties = ties;
+    let mut ties = selection.ties;
     let mut nonzeros = 0u64;
-    for &(start, piece) in &pieces {
-        for (i, &v) in piece.iter().enumerate() {
-            let bits = magnitude_bits(v);
+    for r in &selection.ranges {
+        for v in &mut values[r.clone()] {
+            let bits = magnitude_bits(*v);
             if bits > t || (bits == t && ties > 0) {
                 if bits == t {
                     ties -= 1;
                 }
-                out[start + i] = v;
-                nonzeros += u64::from(v != 0.0);
+                nonzeros += u64::from(*v != 0.0);
+            } else {
+                *v = 0.0;
             }
         }
     }
     nonzeros
+}
+
+/// Keeps exactly the `keep` largest magnitudes of `ranges` in `values` (zeroing the rest of
+/// those ranges); returns how many survivors are non-zero.
+#[cfg(test)]
+fn keep_largest(values: &mut [f32], ranges: &[Range<usize>], keep: usize) -> u64 {
+    let selection = select(values, ranges.to_vec(), keep);
+    apply(values, &selection)
 }
 
 /// Population standard deviation, accumulated in f64 in index order.
@@ -218,22 +256,37 @@ fn pe_rows(layer: &Layer, pe: usize, pes: usize) -> Vec<Range<usize>> {
         .collect()
 }
 
-/// Rows whose weights are all zero, and columns (of a 2-D weight) that are all zero.
+/// Rows whose weights are all zero, and columns (of a 2-D weight) that are all zero: one pass,
+/// in parallel over blocks of rows.
 fn dead_neurons(layer: &Layer, values: &[f32]) -> (usize, usize) {
     if layer.row_len == 0 {
         return (0, 0);
     }
-    let rows = values
-        .chunks(layer.row_len)
-        .filter(|r| r.iter().all(|&v| v == 0.0))
-        .count();
-    let mut used = vec![false; layer.row_len];
-    for row in values.chunks(layer.row_len) {
-        for (u, &v) in used.iter_mut().zip(row) {
-            *u |= v != 0.0;
-        }
-    }
-    (rows, used.iter().filter(|u| !**u).count())
+    let rows_per_block = (CHUNK / layer.row_len).max(1);
+    let (empty_rows, used) = values
+        .par_chunks(rows_per_block * layer.row_len)
+        .map(|block| {
+            let mut used = vec![false; layer.row_len];
+            let mut empty_rows = 0usize;
+            for row in block.chunks(layer.row_len) {
+                let mut any = false;
+                for (u, &v) in used.iter_mut().zip(row) {
+                    let nonzero = v != 0.0;
+                    *u |= nonzero;
+                    any |= nonzero;
+                }
+                empty_rows += usize::from(!any);
+            }
+            (empty_rows, used)
+        })
+        .reduce(
+            || (0, vec![false; layer.row_len]),
+            |(ea, mut ua), (eb, ub)| {
+                ua.iter_mut().zip(ub).for_each(|(a, b)| *a |= b);
+                (ea + eb, ua)
+            },
+        );
+    (empty_rows, used.iter().filter(|u| !**u).count())
 }
 
 impl Pass for Prune {
@@ -297,29 +350,31 @@ impl Pass for Prune {
                 .integer("balance_pes", names, 1, 1 << 20)
                 .map_err(|e| PassError::option(NAME, e))?
                 .map(|p| p as usize);
-            let weight = &graph.weights[layer.weight];
-            let values = weight.values();
-            // Built in place as the `Arc` the weight keeps: converting a `Vec` would copy it.
-            let mut out_values: Arc<[f32]> = std::iter::repeat_n(0.0f32, values.len()).collect();
-            let out = Arc::get_mut(&mut out_values).expect("a fresh Arc is unique");
+            // Thresholds are chosen on a shared view of the values; the handle is then dropped so
+            // the weight's own buffer is rewritten in place (no copy unless a clone shares it).
+            let values = graph.weights[layer.weight].values();
             let keep = keep_count(rule, &values);
-            let mut nonzeros = 0u64;
             let mut balance_note = String::new();
-            match pes {
+            let selections: Vec<Selection> = match pes {
                 Some(pes) if layer.rows > 0 => {
                     let pes = pes.min(layer.rows);
                     let smallest = layer.rows / pes * layer.row_len;
                     let quota = (keep / pes).min(smallest);
-                    for pe in 0..pes {
-                        nonzeros += keep_largest(&values, &pe_rows(&layer, pe, pes), quota, out);
-                    }
                     balance_note = format!(" ({quota} per PE × {pes})");
+                    (0..pes)
+                        .map(|pe| select(&values, pe_rows(&layer, pe, pes), quota))
+                        .collect()
                 }
-                _ => {
-                    nonzeros =
-                        keep_largest(&values, std::slice::from_ref(&(0..values.len())), keep, out)
-                }
-            }
+                _ => vec![select(
+                    &values,
+                    std::iter::once(0..values.len()).collect(),
+                    keep,
+                )],
+            };
+            drop(values);
+            let weight = graph.weights.get_mut(layer.weight);
+            let out = weight.values_mut();
+            let nonzeros: u64 = selections.iter().map(|s| apply(out, s)).sum();
             if !layer.is_bias && layer.row_len > 0 && layer.kind == crate::layers::LayerKind::Fc {
                 let (no_inputs, unused_inputs) = dead_neurons(&layer, out);
                 if no_inputs + unused_inputs > 0 {
@@ -330,10 +385,6 @@ impl Pass for Prune {
                 }
             }
             let len = out.len() as u64;
-            let weight = graph.weights.get_mut(layer.weight);
-            weight
-                .set_computed(out_values)
-                .map_err(|e| PassError::failed(NAME, e.to_string()))?;
             weight.encoding.pruned = Some(Pruned { nonzeros, len });
             report.rows.push(vec![
                 layer.node_name.clone(),
@@ -371,9 +422,30 @@ mod tests {
             // Small integers make many ties.
             let values: Vec<f32> = values.iter().map(|&v| v as f32 * 0.5).collect();
             let keep = ((values.len() as f64) * frac) as usize;
-            let mut out = vec![0.0; values.len()];
-            keep_largest(&values, std::slice::from_ref(&(0..values.len())), keep, &mut out);
-            prop_assert_eq!(out, reference_keep(&values, keep));
+            let mut out = values.clone();
+            let nonzeros = keep_largest(&mut out, std::slice::from_ref(&(0..values.len())), keep);
+            let reference = reference_keep(&values, keep);
+            prop_assert_eq!(nonzeros as usize, reference.iter().filter(|v| **v != 0.0).count());
+            prop_assert_eq!(out, reference);
+        }
+
+        #[test]
+        fn balanced_ranges_keep_the_largest_of_each(values in proptest::collection::vec(-4i8..=4, 8..200), keep in 0usize..4) {
+            // Rows of 2 interleaved over 2 PEs: PE 0 owns rows 0, 2, 4, ...
+            let values: Vec<f32> = values.iter().map(|&v| v as f32 * 0.5).collect();
+            let rows = values.len() / 2;
+            let values = &values[..rows * 2];
+            let ranges: Vec<Range<usize>> = (0..rows).step_by(2).map(|r| 2 * r..2 * r + 2).collect();
+            let mut out = values.to_vec();
+            keep_largest(&mut out, &ranges, keep.min(ranges.len() * 2));
+            // The reference: gather PE 0's elements in order, keep the largest, scatter back.
+            let gathered: Vec<f32> = ranges.iter().flat_map(|r| values[r.clone()].to_vec()).collect();
+            let kept = reference_keep(&gathered, keep.min(gathered.len()));
+            let mut expected = values.to_vec();
+            for (r, chunk) in ranges.iter().zip(kept.chunks(2)) {
+                expected[r.clone()].copy_from_slice(chunk);
+            }
+            prop_assert_eq!(out, expected);
         }
     }
 

@@ -16,7 +16,6 @@ use crate::options::Options;
 use rayon::prelude::*;
 use sprig_ir::encoding::{CentroidInit, Shared};
 use sprig_ir::{Graph, GraphInfo};
-use std::sync::Arc;
 
 #[derive(Debug)]
 pub struct Quantize;
@@ -203,29 +202,27 @@ impl Pass for Quantize {
                 .zip(&codes)
                 .map(|(&v, &c)| (v as f64 - codebook[c as usize] as f64).powi(2))
                 .sum();
-            // Built directly as the `Arc` the weight keeps (collecting an exact-size iterator
-            // allocates once; converting a `Vec` would copy it).
-            let decoded: Arc<[f32]> = match &positions {
-                Some(positions) => {
-                    let mut decoded: Arc<[f32]> =
-                        std::iter::repeat_n(0.0f32, values.len()).collect();
-                    let out = Arc::get_mut(&mut decoded).expect("a fresh Arc is unique");
-                    for (&p, &c) in positions.iter().zip(&codes) {
-                        out[p] = codebook[c as usize];
-                    }
-                    decoded
-                }
-                None => codes.iter().map(|&c| codebook[c as usize]).collect(),
-            };
+            drop(values);
             let rms = if stored.is_empty() {
                 0.0
             } else {
                 (squared_error / stored.len() as f64).sqrt()
             };
             let weight = graph.weights.get_mut(layer.weight);
-            weight
-                .set_computed(decoded)
-                .map_err(|e| PassError::failed(NAME, e.to_string()))?;
+            // Decoded in place: survivors (or every value) become their codebook values.
+            let out = weight.values_mut();
+            match &positions {
+                Some(positions) => {
+                    for (&p, &c) in positions.iter().zip(&codes) {
+                        out[p] = codebook[c as usize];
+                    }
+                }
+                None => {
+                    for (o, &c) in out.iter_mut().zip(&codes) {
+                        *o = codebook[c as usize];
+                    }
+                }
+            }
             weight.encoding.shared = Some(Shared {
                 bits,
                 init,

@@ -1,27 +1,8 @@
 //! The command line as users meet it: exit statuses, outputs, and no partial files on error.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn sprig(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sprig"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("sprig runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use common::{root, sprig, stderr, stdout};
 
 #[test]
 fn check_summarises_a_valid_model() {

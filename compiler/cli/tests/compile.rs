@@ -1,28 +1,11 @@
 //! `sprig compile` and artifacts on the command line: the report, `--report-json`, and `check`,
 //! `dump`, `run` reading what `compile` wrote.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::{sprig, stderr, stdout};
 
-fn sprig(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sprig"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("sprig runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use std::path::Path;
 
 fn path_str(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")

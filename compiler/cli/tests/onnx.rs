@@ -1,28 +1,15 @@
 //! ONNX models through the command line: every fixture runs on the interpreter and matches
 //! onnxruntime's outputs, dumps read back to the same graph, and what cannot be imported is said.
 
+mod common;
+
+use common::{root, sprig_in, stderr};
+
 use sprig_ir::{Graph, WeightInit};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn fixtures() -> PathBuf {
     root().join("tests/fixtures/onnx")
-}
-
-fn sprig_in(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sprig"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("sprig runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 /// The fixture models, by stem.

@@ -1,0 +1,33 @@
+//! Running the `sprig` binary from the tests: the repository root, invocations, and output.
+
+#![allow(dead_code)] // Each test file uses the helpers it needs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root, where examples and fixtures are named from.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `sprig ARGS` in `dir`.
+pub fn sprig_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sprig"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("sprig runs")
+}
+
+/// Runs `sprig ARGS` at the repository root.
+pub fn sprig(args: &[&str]) -> Output {
+    sprig_in(&root(), args)
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

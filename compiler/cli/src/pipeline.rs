@@ -3,6 +3,7 @@
 
 use crate::InputError;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sprig_front::Parsed;
 use sprig_ir::{Graph, GraphInfo};
 use sprig_passes::{PassRun, Pipeline, run_pipeline_observed};
@@ -65,14 +66,25 @@ impl PipelineArgs {
             return Ok(parsed);
         };
         let Parsed { mut graph, info } = parsed;
-        let (info, runs) = run_pipeline_observed(
+        let progress = progress_bar(&pipeline, self.stop_after.as_deref());
+        let mut observe_with_progress = |pass: &'static str, graph: &Graph, info: &GraphInfo| {
+            observe(pass, graph, info);
+            progress.inc(1);
+            let next = pipeline
+                .steps
+                .get(progress.position() as usize)
+                .map_or("done", |s| s.pass);
+            progress.set_message(next);
+        };
+        let result = run_pipeline_observed(
             &mut graph,
             info,
             &pipeline,
             self.stop_after.as_deref(),
-            observe,
-        )
-        .map_err(|e| InputError(format!("error: {e}")))?;
+            &mut observe_with_progress,
+        );
+        progress.finish_and_clear();
+        let (info, runs) = result.map_err(|e| InputError(format!("error: {e}")))?;
         let mut text = String::new();
         if self.verbose {
             text.push_str(&reports(&runs));
@@ -86,6 +98,28 @@ impl PipelineArgs {
         }
         Ok(Parsed { graph, info })
     }
+}
+
+/// A bar on standard error that names the running pass; indicatif draws nothing when standard
+/// error is not a terminal, so logs and pipes see no progress output.
+fn progress_bar(pipeline: &Pipeline, stop_after: Option<&str>) -> ProgressBar {
+    let steps = match stop_after {
+        Some(stop) => pipeline
+            .steps
+            .iter()
+            .position(|s| s.pass == stop)
+            .map_or(pipeline.steps.len(), |i| i + 1),
+        None => pipeline.steps.len(),
+    };
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} [{elapsed}] {bar:20} {pos}/{len} passes: {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar.set_message(pipeline.steps.first().map_or("", |s| s.pass));
+    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+    bar
 }
 
 /// A text table with a header row, columns padded to their widest cell.

@@ -12,6 +12,7 @@
 //! reports; the same graph and options give the same result on every run.
 
 pub mod algo;
+pub mod dead;
 pub mod huffman;
 pub mod layers;
 pub mod manager;

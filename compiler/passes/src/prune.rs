@@ -6,6 +6,9 @@
 //! - `quality=Q`: keep the weights with |w| > Q·σ, σ the standard deviation of the layer's
 //!   weights (the paper's rule).
 //!
+//! `remove_dead=true` then removes the neurons left dead between two dense layers (see
+//! [`crate::dead`]).
+//!
 //! `biases=true` prunes biases too (they stay dense by default). `balance_pes=N` prunes
 //! load-balance-aware (ESE): the rows of PE k are those with i mod N = k, and every PE keeps the
 //! same number of weights — the rule's total divided by N, rounded down.
@@ -317,6 +320,10 @@ impl Pass for Prune {
                 meaning: "prune biases too (default false)",
             },
             OptionDoc {
+                name: "remove_dead",
+                meaning: "remove neurons left with no inputs or no used outputs between two dense layers (default false)",
+            },
+            OptionDoc {
                 name: "balance_pes",
                 meaning: "give each of N interleaved PEs the same number of weights",
             },
@@ -395,6 +402,13 @@ impl Pass for Prune {
                 nonzeros.to_string(),
                 format!("{:.2}%", 100.0 * nonzeros as f64 / len.max(1) as f64),
             ]);
+        }
+        if options
+            .flag("remove_dead", None)
+            .map_err(|e| PassError::option(NAME, e))?
+            == Some(true)
+        {
+            report.notes.extend(crate::dead::remove_dead_neurons(graph));
         }
         Ok(report)
     }

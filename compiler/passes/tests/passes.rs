@@ -302,3 +302,43 @@ fn deep_compression_preset_lands_near_the_papers_densities() {
         );
     }
 }
+
+/// Removing dead neurons shrinks the layers and leaves the function unchanged.
+#[test]
+fn removing_dead_neurons_keeps_the_outputs() {
+    let pipeline = "prune(sparsity=0.995, ip3.sparsity=0.5)";
+    let kept = compress(load("lenet_300_100.sprig"), pipeline).expect("prunes");
+    let removed = compress(
+        load("lenet_300_100.sprig"),
+        &format!("{}, remove_dead=true)", &pipeline[..pipeline.len() - 1]),
+    )
+    .expect("prunes and removes");
+    let rows = |p: &Parsed, name: &str| {
+        let id = p.graph.weights.find(name).expect("weight");
+        p.graph.weights[id].ty.shape.dims().to_vec()
+    };
+    assert_eq!(rows(&kept, "ip1.weight"), [300, 784]);
+    let ip1 = rows(&removed, "ip1.weight");
+    let ip2 = rows(&removed, "ip2.weight");
+    assert!(ip1[0] < 300, "ip1 kept every neuron: {ip1:?}");
+    assert_eq!(rows(&removed, "ip1.bias"), [ip1[0]]);
+    assert_eq!(ip2[1], ip1[0]);
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/mnist_test_1000.npz");
+    let arrays = sprig_front::files::read_npz(&data).expect("digits");
+    let x = &arrays.iter().find(|(n, _)| n == "x").expect("x").1;
+    for i in 0..20 {
+        let input = Tensor::new(
+            [784],
+            x.data[i * 784..(i + 1) * 784]
+                .iter()
+                .map(|p| p / 255.0)
+                .collect(),
+        );
+        let a = sprig_ir::interpret(&kept.graph, &kept.info, std::slice::from_ref(&input))
+            .expect("runs");
+        let b = sprig_ir::interpret(&removed.graph, &removed.info, &[input]).expect("runs");
+        for (u, v) in a[0].data.iter().zip(&b[0].data) {
+            assert!((u - v).abs() <= 1e-6 * u.abs().max(1e-3), "{u} vs {v}");
+        }
+    }
+}

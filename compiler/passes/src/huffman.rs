@@ -9,18 +9,14 @@
 
 use crate::algo::huffman::{HuffmanCode, symbol_frequencies};
 use crate::algo::sparse::{encode_relative, interleave_codes};
-use crate::layers::{LayerKind, layers};
+use crate::layers::{layers, nonzero_positions};
 use crate::manager::{OptionDoc, Pass, PassError, PassReport};
 use crate::options::Options;
-use rayon::prelude::*;
 use sprig_ir::encoding::Huffman;
 use sprig_ir::{Graph, GraphInfo};
 
 #[derive(Debug)]
 pub struct HuffmanPass;
-
-/// Elements per parallel work unit when locating the survivors.
-const CHUNK: usize = 1 << 20;
 
 const NAME: &str = "huffman";
 
@@ -77,10 +73,7 @@ impl Pass for HuffmanPass {
                 continue;
             };
             let names = Some(layer.names());
-            let default_width = match layer.kind {
-                LayerKind::Conv => 8,
-                LayerKind::Fc => 5,
-            };
+            let default_width = layer.kind.default_bits();
             let fail = |reason: String| {
                 PassError::failed(NAME, format!("@{}: {reason}", layer.weight_name))
             };
@@ -90,20 +83,10 @@ impl Pass for HuffmanPass {
                     .map_err(|e| PassError::option(NAME, e))?
                     .unwrap_or(default_width) as u8;
                 let values = weight.values();
-                // Found in parallel chunks, concatenated in order.
-                let positions: Vec<u64> = values
-                    .par_chunks(CHUNK)
-                    .enumerate()
-                    .map(|(c, chunk)| {
-                        chunk
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, v)| **v != 0.0)
-                            .map(|(i, _)| (c * CHUNK + i) as u64)
-                            .collect::<Vec<u64>>()
-                    })
-                    .collect::<Vec<_>>()
-                    .concat();
+                let positions: Vec<u64> = nonzero_positions(&values)
+                    .into_iter()
+                    .map(|p| p as u64)
+                    .collect();
                 let relative =
                     encode_relative(&positions, width).map_err(|e| fail(e.to_string()))?;
                 if relative.fillers > 0 && !shared.zero_code {

@@ -5,6 +5,7 @@
 //! user in the graph's topological order), so a pass never compresses a weight twice.
 
 use crate::options::LayerNames;
+use rayon::prelude::*;
 use sprig_ir::{Graph, GraphInfo, NodeId, Op, WeightId};
 use std::collections::HashSet;
 
@@ -16,12 +17,41 @@ pub enum LayerKind {
 }
 
 impl LayerKind {
+    /// The paper's width for this kind of layer, used for both weight codes and relative
+    /// indices: 8 bits for conv layers, 5 for fc layers.
+    pub fn default_bits(self) -> u64 {
+        match self {
+            LayerKind::Conv => 8,
+            LayerKind::Fc => 5,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             LayerKind::Fc => "fc",
             LayerKind::Conv => "conv",
         }
     }
+}
+
+/// Elements per parallel work unit in the passes' scans over a layer.
+pub const CHUNK: usize = 1 << 20;
+
+/// Positions of the non-zero values, in increasing order (scanned in parallel chunks).
+pub fn nonzero_positions(values: &[f32]) -> Vec<usize> {
+    values
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            chunk
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v != 0.0)
+                .map(|(i, _)| c * CHUNK + i)
+                .collect::<Vec<usize>>()
+        })
+        .collect::<Vec<_>>()
+        .concat()
 }
 
 /// One compressible weight.

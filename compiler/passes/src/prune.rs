@@ -18,7 +18,7 @@
 //! and the weight's encoding records the survivors. The report lists, per dense layer, neurons
 //! left with no inputs (all-zero weight rows) and inputs no longer used (all-zero columns).
 
-use crate::layers::{Layer, layers};
+use crate::layers::{CHUNK, Layer, layers};
 use crate::manager::{OptionDoc, Pass, PassError, PassReport};
 use crate::options::Options;
 use rayon::prelude::*;
@@ -70,9 +70,6 @@ fn rule_for(options: &Options, layer: &Layer) -> Result<Option<Rule>, PassError>
 fn magnitude_bits(w: f32) -> u32 {
     w.abs().to_bits()
 }
-
-/// Elements per parallel work unit of the histogram and write passes.
-const CHUNK: usize = 1 << 20;
 
 /// The slices of `values` covered by `ranges`, split into work units of at most [`CHUNK`].
 fn pieces<'a>(values: &'a [f32], ranges: &'a [Range<usize>]) -> Vec<(usize, &'a [f32])> {

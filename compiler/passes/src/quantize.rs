@@ -10,10 +10,9 @@
 //! initialisation.
 
 use crate::algo::kmeans::{Init, KMeansOptions, kmeans_1d};
-use crate::layers::{LayerKind, layers};
+use crate::layers::{layers, nonzero_positions};
 use crate::manager::{OptionDoc, Pass, PassError, PassReport};
 use crate::options::Options;
-use rayon::prelude::*;
 use sprig_ir::encoding::{CentroidInit, Shared};
 use sprig_ir::{Graph, GraphInfo};
 
@@ -21,9 +20,6 @@ use sprig_ir::{Graph, GraphInfo};
 pub struct Quantize;
 
 const NAME: &str = "quantize";
-
-/// Elements per parallel work unit when gathering the stored values.
-const CHUNK: usize = 1 << 20;
 
 /// Relative centroid movement under which Lloyd iterations stop.
 pub const DEFAULT_TOLERANCE: f64 = 1e-6;
@@ -104,10 +100,7 @@ impl Pass for Quantize {
             if layer.is_bias && options.flag("biases", names).map_err(opt)? != Some(true) {
                 continue;
             }
-            let default_bits = match layer.kind {
-                LayerKind::Conv => 8,
-                LayerKind::Fc => 5,
-            };
+            let default_bits = layer.kind.default_bits();
             let bits = options
                 .integer("bits", names, 1, 16)
                 .map_err(opt)?
@@ -150,24 +143,13 @@ impl Pass for Quantize {
             }
             let values = weight.values();
             // The stored values (survivors of pruning, or every value) and, when pruned, where
-            // they sit; gathered in parallel chunks, concatenated in order.
+            // they sit.
             let (stored, positions): (Vec<f32>, Option<Vec<usize>>) = if pruned {
-                let parts: Vec<(Vec<f32>, Vec<usize>)> = values
-                    .par_chunks(CHUNK)
-                    .enumerate()
-                    .map(|(c, chunk)| {
-                        let mut kept = (Vec::new(), Vec::new());
-                        for (i, &v) in chunk.iter().enumerate() {
-                            if v != 0.0 {
-                                kept.0.push(v);
-                                kept.1.push(c * CHUNK + i);
-                            }
-                        }
-                        kept
-                    })
-                    .collect();
-                let (v, p): (Vec<Vec<f32>>, Vec<Vec<usize>>) = parts.into_iter().unzip();
-                (v.concat(), Some(p.concat()))
+                let positions = nonzero_positions(&values);
+                (
+                    positions.iter().map(|&p| values[p]).collect(),
+                    Some(positions),
+                )
             } else {
                 (values.to_vec(), None)
             };

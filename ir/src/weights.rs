@@ -63,10 +63,24 @@ impl RandomInit {
     /// `low + (high - low) * u`. The result is rounded to f32.
     pub fn generate(&self, len: usize) -> Vec<f32> {
         let mut out = vec![0.0f32; len];
+        self.fill(&mut out);
+        out
+    }
+
+    /// [`RandomInit::generate`] straight into a shared buffer: one allocation of `len` values,
+    /// never a second copy (a weight's values live in an `Arc`, and `Arc::from(Vec)` would copy).
+    pub fn generate_shared(&self, len: usize) -> Arc<[f32]> {
+        // `repeat_n` has an exact length, so the slice is allocated once, in place.
+        let mut out: Arc<[f32]> = std::iter::repeat_n(0.0f32, len).collect();
+        let values = Arc::get_mut(&mut out).expect("a fresh Arc has no other owner");
+        self.fill(values);
+        out
+    }
+
+    fn fill(&self, out: &mut [f32]) {
         out.par_chunks_mut(CHUNK)
             .enumerate()
             .for_each(|(chunk, values)| self.fill_chunk(chunk as u64, values));
-        out
     }
 
     fn fill_chunk(&self, chunk: u64, values: &mut [f32]) {
@@ -227,7 +241,7 @@ impl Weight {
     pub fn values(&self) -> Arc<[f32]> {
         self.values
             .get_or_init(|| match &self.init {
-                WeightInit::Random(r) => r.generate(self.ty.shape.len()).into(),
+                WeightInit::Random(r) => r.generate_shared(self.ty.shape.len()),
                 // Constructors attach values to every other kind of weight.
                 WeightInit::File { .. } | WeightInit::Literal | WeightInit::Computed => {
                     unreachable!("weight values are attached at construction")

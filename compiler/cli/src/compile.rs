@@ -87,11 +87,17 @@ pub fn run(mut args: CompileArgs) -> anyhow::Result<()> {
         .eval_data
         .is_some()
         .then(|| (parsed.graph.clone(), parsed.info.clone()));
-    let mut stages: Stages = layer_values(&parsed.graph, &parsed.info)
-        .into_iter()
-        .map(|(name, values)| (name, vec![("dense", values)]))
-        .collect();
+    // Plots hold every stage of every layer; without them no values are held here, so each pass
+    // rewrites a layer in place and at most one layer is ever copied.
     let plotting = args.plots.is_some();
+    let mut stages: Stages = if plotting {
+        layer_values(&parsed.graph, &parsed.info)
+            .into_iter()
+            .map(|(name, values)| (name, vec![("dense", values)]))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let parsed = args
         .pipeline
         .apply_observed(parsed, &mut |pass, graph, info| {

@@ -274,6 +274,7 @@ fn read_graph(r: &mut Reader<'_>) -> Result<(Graph, Option<String>)> {
     Ok((parsed.graph, weights_file))
 }
 
+#[derive(Debug)]
 enum Provenance {
     Computed,
     Literal,
@@ -289,6 +290,138 @@ pub(crate) fn decode_weight(
     skeleton: &Weight,
     budget: &mut u64,
 ) -> Result<Weight> {
+    let payload_at = r.pos;
+    decode_section(r, skeleton, budget)?.into_weight(skeleton, r, payload_at)
+}
+
+/// The values a section stores: every element, or the kept ones of a pruned weight (the rest
+/// are +0.0). Kept sparse until a weight is built, so checking a section needs no dense copy.
+#[derive(Debug)]
+enum StoredValues {
+    /// A seeded weight stored by its generator alone.
+    Generated,
+    Dense(Vec<f32>),
+    Sparse {
+        len: usize,
+        positions: Vec<u64>,
+        kept: Vec<f32>,
+    },
+}
+
+impl StoredValues {
+    fn into_dense(self) -> Vec<f32> {
+        match self {
+            StoredValues::Generated => Vec::new(),
+            StoredValues::Dense(values) => values,
+            StoredValues::Sparse {
+                len,
+                positions,
+                kept,
+            } => {
+                let mut values = vec![0.0f32; len];
+                for (&p, &v) in positions.iter().zip(&kept) {
+                    values[p as usize] = v;
+                }
+                values
+            }
+        }
+    }
+
+    /// Whether these are bit for bit `values`.
+    fn same_bits(&self, values: &[f32]) -> bool {
+        match self {
+            StoredValues::Generated => true,
+            StoredValues::Dense(stored) => {
+                stored.len() == values.len()
+                    && stored
+                        .iter()
+                        .zip(values)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+            }
+            StoredValues::Sparse {
+                len,
+                positions,
+                kept,
+            } => {
+                let mut next = positions.iter().zip(kept).peekable();
+                *len == values.len()
+                    && values.iter().enumerate().all(|(i, v)| match next.peek() {
+                        Some(&(&p, k)) if p == i as u64 => {
+                            next.next();
+                            v.to_bits() == k.to_bits()
+                        }
+                        _ => v.to_bits() == 0,
+                    })
+            }
+        }
+    }
+}
+
+/// One decoded weight section, before it becomes a [`Weight`].
+#[derive(Debug)]
+pub(crate) struct DecodedSection {
+    provenance: Provenance,
+    encoding: Encoding,
+    values: StoredValues,
+}
+
+impl DecodedSection {
+    /// The weight the section stores; `skeleton` gives its name and type.
+    fn into_weight(self, skeleton: &Weight, r: &Reader<'_>, payload_at: usize) -> Result<Weight> {
+        let name = skeleton.name.clone();
+        let ty = skeleton.ty.clone();
+        let DecodedSection {
+            provenance,
+            encoding,
+            values,
+        } = self;
+        if let (Provenance::Seeded(init), StoredValues::Generated) = (&provenance, &values) {
+            let mut w = Weight::random(name, ty, *init);
+            w.encoding = encoding;
+            return Ok(w);
+        }
+        let weight = match provenance {
+            Provenance::Computed => Weight::computed(name, ty, values.into_dense()),
+            Provenance::Literal => Weight::literal(name, ty, values.into_dense()),
+            Provenance::File(key) => {
+                Weight::from_file(name, ty, key, Arc::from(values.into_dense()))
+            }
+            Provenance::Seeded(init) => {
+                let w = Weight::random(name, ty, init);
+                if !values.same_bits(&w.values()) {
+                    return Err(r.error(
+                        payload_at,
+                        "the stored values differ from those of the weight's generator",
+                    ));
+                }
+                Ok(w)
+            }
+        };
+        let mut weight = weight.map_err(|e| r.error(payload_at, e.to_string()))?;
+        weight.encoding = encoding;
+        Ok(weight)
+    }
+
+    /// Whether the section stores exactly `w` (provenance, encoding and values), compared without
+    /// materialising the section's values densely.
+    pub(crate) fn matches(&self, w: &Weight) -> bool {
+        let same_provenance = match (&self.provenance, &w.init) {
+            (Provenance::Computed, WeightInit::Computed)
+            | (Provenance::Literal, WeightInit::Literal) => true,
+            (Provenance::File(a), WeightInit::File { key: b }) => a == b,
+            (Provenance::Seeded(a), WeightInit::Random(b)) => a == b,
+            _ => false,
+        };
+        same_provenance && self.encoding == w.encoding && self.values.same_bits(&w.values())
+    }
+}
+
+/// Decodes one weight section body without building the weight (see [`decode_weight`]).
+pub(crate) fn decode_section(
+    r: &mut Reader<'_>,
+    skeleton: &Weight,
+    budget: &mut u64,
+) -> Result<DecodedSection> {
     let n = skeleton.len();
     let at = r.pos;
     let provenance = match r.u8("provenance")? {
@@ -401,10 +534,12 @@ pub(crate) fn decode_weight(
         partition,
         ..Encoding::default()
     };
-    if let (Provenance::Seeded(init), false, None) = (&provenance, pruned, &shared) {
-        let mut w = Weight::random(skeleton.name.clone(), skeleton.ty.clone(), *init);
-        w.encoding = encoding;
-        return Ok(w);
+    if let (Provenance::Seeded(_), false, None) = (&provenance, pruned, &shared) {
+        return Ok(DecodedSection {
+            provenance,
+            encoding,
+            values: StoredValues::Generated,
+        });
     }
 
     let payload_at = r.pos;
@@ -419,26 +554,29 @@ pub(crate) fn decode_weight(
     *budget -= n as u64;
 
     let values = match &shared {
-        None if !pruned => r.f32s(n, "values")?,
+        None if !pruned => StoredValues::Dense(r.f32s(n, "values")?),
         None => {
             let positions = read_mask(r, n)?;
             let at = r.pos;
             let kept = r.f32s(positions.len(), "kept values")?;
-            let mut values = vec![0.0f32; n];
-            for (i, (&p, &v)) in positions.iter().zip(&kept).enumerate() {
-                if v == 0.0 {
-                    return Err(r.error(
-                        at + 4 * i,
-                        format!("kept element {p} is zero; a pruned weight keeps non-zeros only"),
-                    ));
-                }
-                values[p as usize] = v;
+            if let Some(i) = kept.iter().position(|&v| v == 0.0) {
+                return Err(r.error(
+                    at + 4 * i,
+                    format!(
+                        "kept element {} is zero; a pruned weight keeps non-zeros only",
+                        positions[i]
+                    ),
+                ));
             }
             encoding.pruned = Some(Pruned {
                 nonzeros: positions.len() as u64,
                 len: n as u64,
             });
-            values
+            StoredValues::Sparse {
+                len: n,
+                positions,
+                kept,
+            }
         }
         Some((bits, init, zero_code, codebook)) => {
             let (positions, codes) = match index_width {
@@ -460,7 +598,7 @@ pub(crate) fn decode_weight(
                 }
             };
             let at = r.pos;
-            let values = shared_values(n, positions.as_deref(), &codes, codebook, *zero_code)
+            let kept = shared_values(positions.as_deref(), &codes, codebook, *zero_code)
                 .map_err(|e| r.error(at, e))?;
             if let Some(positions) = &positions {
                 encoding.pruned = Some(Pruned {
@@ -475,36 +613,21 @@ pub(crate) fn decode_weight(
                 zero_code: *zero_code,
                 codes: codes.into(),
             });
-            values
-        }
-    };
-
-    let name = skeleton.name.clone();
-    let ty = skeleton.ty.clone();
-    let weight = match provenance {
-        Provenance::Computed => Weight::computed(name, ty, values),
-        Provenance::Literal => Weight::literal(name, ty, values),
-        Provenance::File(key) => Weight::from_file(name, ty, key, Arc::from(values)),
-        Provenance::Seeded(init) => {
-            let w = Weight::random(name, ty, init);
-            let generated = w.values();
-            let same = generated.len() == values.len()
-                && generated
-                    .iter()
-                    .zip(&values)
-                    .all(|(a, b)| a.to_bits() == b.to_bits());
-            if !same {
-                return Err(r.error(
-                    payload_at,
-                    "the stored values differ from those of the weight's generator",
-                ));
+            match positions {
+                Some(positions) => StoredValues::Sparse {
+                    len: n,
+                    positions,
+                    kept,
+                },
+                None => StoredValues::Dense(kept),
             }
-            Ok(w)
         }
     };
-    let mut weight = weight.map_err(|e| r.error(payload_at, e.to_string()))?;
-    weight.encoding = encoding;
-    Ok(weight)
+    Ok(DecodedSection {
+        provenance,
+        encoding,
+        values,
+    })
 }
 
 /// A mask over `n` elements; the kept positions.
@@ -514,10 +637,9 @@ fn read_mask(r: &mut Reader<'_>, n: usize) -> Result<Vec<u64>> {
     bits::read_mask(bytes, n).map_err(|e| r.error(at + bytes.len().saturating_sub(1), e))
 }
 
-/// Values of a shared weight: `codebook[code]` at the kept positions (every position when
-/// `positions` is `None`), +0.0 elsewhere.
+/// Values of a shared weight: `codebook[code]` for every stored code (the kept positions of a
+/// pruned weight, given as `positions`, or every element).
 fn shared_values(
-    n: usize,
     positions: Option<&[u64]>,
     codes: &[u16],
     codebook: &[f32],
@@ -538,7 +660,7 @@ fn shared_values(
             .map(|(i, &c)| lookup(i, c))
             .collect(),
         Some(positions) => {
-            let mut values = vec![0.0f32; n];
+            let mut values = Vec::with_capacity(codes.len());
             for (i, (&p, &code)) in positions.iter().zip(codes).enumerate() {
                 if zero_code && code == 0 {
                     return Err(format!("kept element {p} has the zero code"));
@@ -549,7 +671,7 @@ fn shared_values(
                         "kept element {p} decodes to zero; a pruned weight keeps non-zeros only"
                     ));
                 }
-                values[p as usize] = v;
+                values.push(v);
             }
             Ok(values)
         }

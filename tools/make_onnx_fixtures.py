@@ -21,6 +21,9 @@ Models (small, seeded, deterministic):
 - sklearn_mlp: scikit-learn MLPClassifier through skl2onnx with ZipMap off (its label output
   comes from ai.onnx.ml ops).
 - mlp_external: mlp_gemm saved with its weights in an external-data file next to it.
+- cnn_bn_dropout: PyTorch-style CNN as exported for inference: Conv without bias then
+  BatchNormalization, Relu, Dropout, MaxPool, Flatten, Gemm then BatchNormalization over
+  features, Relu, Dropout, Gemm, Softmax; opset 13. Seeds its own generator.
 """
 
 import os
@@ -279,9 +282,58 @@ def sklearn_mlp():
     save_io("sklearn_mlp", path, {"X": x[:6]})
 
 
+def cnn_bn_dropout():
+    r = np.random.default_rng(7)
+
+    def w(*shape, scale=0.3):
+        return (r.standard_normal(shape) * scale).astype(np.float32)
+
+    nodes = [
+        helper.make_node("Conv", ["image", "conv1.weight"], ["c1"], name="/conv1/Conv",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "bn1.weight", "bn1.bias", "bn1.running_mean",
+                                                "bn1.running_var"], ["b1"], name="/bn1/BatchNormalization",
+                         epsilon=1e-5),
+        helper.make_node("Relu", ["b1"], ["r1"], name="/relu1/Relu"),
+        helper.make_node("Dropout", ["r1"], ["d1"], name="/drop1/Dropout"),
+        helper.make_node("MaxPool", ["d1"], ["p1"], name="/pool1/MaxPool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Flatten", ["p1"], ["flat"], name="/Flatten", axis=1),
+        helper.make_node("Gemm", ["flat", "fc1.weight", "fc1.bias"], ["f1"], name="/fc1/Gemm", transB=1),
+        helper.make_node("BatchNormalization", ["f1", "bn2.weight", "bn2.bias", "bn2.running_mean",
+                                                "bn2.running_var"], ["b2"], name="/bn2/BatchNormalization",
+                         epsilon=1e-5),
+        helper.make_node("Relu", ["b2"], ["r2"], name="/relu2/Relu"),
+        helper.make_node("Dropout", ["r2"], ["d2"], name="/drop2/Dropout"),
+        helper.make_node("Gemm", ["d2", "fc2.weight", "fc2.bias"], ["logits"], name="/fc2/Gemm", transB=1),
+        helper.make_node("Softmax", ["logits"], ["probs"], name="/Softmax", axis=-1),
+    ]
+    inits = [
+        init("conv1.weight", w(4, 1, 3, 3)),
+        init("bn1.weight", np.abs(w(4)) + 0.5),
+        init("bn1.bias", w(4)),
+        init("bn1.running_mean", w(4)),
+        init("bn1.running_var", np.abs(w(4)) + 0.5),
+        init("fc1.weight", w(10, 64, scale=0.2)),
+        init("fc1.bias", w(10)),
+        init("bn2.weight", np.abs(w(10)) + 0.5),
+        init("bn2.bias", w(10)),
+        init("bn2.running_mean", w(10)),
+        init("bn2.running_var", np.abs(w(10)) + 0.5),
+        init("fc2.weight", w(3, 10)),
+        init("fc2.bias", w(3)),
+    ]
+    graph = helper.make_graph(
+        nodes, "cnn_bn_dropout",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 1, 8, 8])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 3])],
+        inits)
+    x = r.random((2, 1, 8, 8), dtype=np.float32)
+    finish("cnn_bn_dropout", graph, 13, {"image": x})
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for build in (mlp_gemm, mlp_external, gemm_variants, cnn, lstm, embed, sklearn_mlp):
+    for build in (mlp_gemm, mlp_external, gemm_variants, cnn, lstm, embed, sklearn_mlp, cnn_bn_dropout):
         build()
     for f in sorted(os.listdir(OUT)):
         print(f"{os.path.getsize(os.path.join(OUT, f)):>8}  {f}", file=sys.stderr)

@@ -5,7 +5,7 @@
 //! (i64 inputs carry their indices as f32 values holding exact integers). It returns one tensor
 //! per network output, in `g.outputs()` order. Every op computes exactly the semantics documented
 //! in [`crate::op`] (ONNX semantics where those are silent), in f32, with a fixed evaluation
-//! order: reductions (dense, conv2d, the LSTM gates) sum their terms in increasing index order
+//! order: reductions (dense, conv2d, the LSTM gates; a stacked LSTM's one product over `[x; h; 1]`) sum their terms in increasing index order
 //! starting from zero and add the bias last, so results are reproducible bit for bit.
 //!
 //! Invariants:
@@ -297,9 +297,27 @@ fn run(
                 x(),
                 &kernels::LstmWeights {
                     hidden: dims(l.w)[0] / 4,
-                    w: &w(l.w)?,
-                    r: &w(l.r)?,
-                    b: b.as_deref(),
+                    gates: kernels::LstmGates::Separate {
+                        w: &w(l.w)?,
+                        r: &w(l.r)?,
+                        b: b.as_deref(),
+                    },
+                    h0: h0.as_deref(),
+                    c0: c0.as_deref(),
+                },
+                l.last,
+            )
+        }
+        Op::LstmStacked(l) => {
+            let opt = |id: Option<WeightId>| id.map(w).transpose();
+            let (h0, c0) = (opt(l.h0)?, opt(l.c0)?);
+            kernels::lstm(
+                x(),
+                &kernels::LstmWeights {
+                    hidden: dims(l.weight)[0] / 4,
+                    gates: kernels::LstmGates::Stacked {
+                        weight: &w(l.weight)?,
+                    },
                     h0: h0.as_deref(),
                     c0: c0.as_deref(),
                 },

@@ -41,6 +41,7 @@ pub enum OpKind {
     Dropout,
     Identity,
     Lstm,
+    LstmStacked,
     Embedding,
     ArgMax,
 }
@@ -290,6 +291,14 @@ pub const SCHEMAS: &[OpSchema] = &[
         summary: "forward LSTM (ONNX semantics, gates i, o, f, c); x is [seq, in] or [seq, batch, in]; every hidden state, or with `last = true` only the final one",
     },
     OpSchema {
+        kind: OpKind::LstmStacked,
+        name: "lstm_stacked",
+        values: Arity::Exactly(1),
+        weights: &[req("weight"), opt("h0"), opt("c0")],
+        attrs: &["last"],
+        summary: "forward LSTM whose gates are one product per step: weight is [4h, in + h + 1] over [x_t; h; 1] (gates i, o, f, c); results as `lstm`",
+    },
+    OpSchema {
         kind: OpKind::Embedding,
         name: "embedding",
         values: Arity::Exactly(1),
@@ -479,6 +488,21 @@ pub struct Lstm {
     pub last: bool,
 }
 
+/// An LSTM whose four gate products and biases are one stacked matrix, so each time step is a
+/// single matrix-vector product (ESE's gate stacking; EIE's NT-LSTM layer is 2400 × 1201):
+/// `weight` is `[4h, in + h + 1]` and row `j` is `[W[j, :], R[j, :], Wb[j] + Rb[j]]` of the
+/// equivalent [`Lstm`], so the gates at step `t` are `weight · [x_t; h_{t-1}; 1]` (columns
+/// `0..in` read the input, `in..in + h` the previous hidden state, the last column is the bias).
+/// The hidden size is `rows / 4`; `h0`, `c0`, `last` and the results are exactly those of
+/// [`Lstm`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct LstmStacked {
+    pub weight: WeightId,
+    pub h0: Option<WeightId>,
+    pub c0: Option<WeightId>,
+    pub last: bool,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Embedding {
     pub table: WeightId,
@@ -518,6 +542,7 @@ pub enum Op {
     Dropout(Dropout),
     Identity,
     Lstm(Lstm),
+    LstmStacked(LstmStacked),
     Embedding(Embedding),
     ArgMax(ArgMax),
 }
@@ -723,6 +748,7 @@ impl Op {
             Op::Dropout(_) => OpKind::Dropout,
             Op::Identity => OpKind::Identity,
             Op::Lstm(_) => OpKind::Lstm,
+            Op::LstmStacked(_) => OpKind::LstmStacked,
             Op::Embedding(_) => OpKind::Embedding,
             Op::ArgMax(_) => OpKind::ArgMax,
         }
@@ -771,6 +797,11 @@ impl Op {
                 f(&mut l.w);
                 f(&mut l.r);
                 opt(&mut l.b, &mut f);
+                opt(&mut l.h0, &mut f);
+                opt(&mut l.c0, &mut f);
+            }
+            Op::LstmStacked(l) => {
+                f(&mut l.weight);
                 opt(&mut l.h0, &mut f);
                 opt(&mut l.c0, &mut f);
             }
@@ -940,6 +971,12 @@ impl Op {
                 c0: w(4),
                 last: a.bool("last", false)?,
             }),
+            OpKind::LstmStacked => Op::LstmStacked(LstmStacked {
+                weight: w(0).expect("checked"),
+                h0: w(1),
+                c0: w(2),
+                last: a.bool("last", false)?,
+            }),
             OpKind::Embedding => Op::Embedding(Embedding {
                 table: w(0).expect("checked"),
             }),
@@ -1018,6 +1055,11 @@ impl Op {
                 }
             }
             Op::Lstm(l) => {
+                if l.last {
+                    out.push(("last", AttrValue::Bool(true)));
+                }
+            }
+            Op::LstmStacked(l) => {
                 if l.last {
                     out.push(("last", AttrValue::Bool(true)));
                 }

@@ -22,7 +22,8 @@ pub enum Target {
     /// The packed artifact (.sprigpack): codebooks, Huffman-coded codes and relative indices;
     /// `sprig dump`, `sprig run` read it.
     Cpu,
-    /// A program for the EIE accelerator (not available yet: the command fails with exit 1).
+    /// A program for the EIE accelerator (.eie): per-layer configurations, codebooks, pointers
+    /// and packed sparse-matrix entries for each PE; `sprig sim` runs it, `sprig disasm` lists it.
     Eie,
 }
 
@@ -30,7 +31,8 @@ pub enum Target {
 pub struct CompileArgs {
     /// The model: a .sprig text description, an ONNX model or a packed artifact.
     pub model: PathBuf,
-    /// What to compile for: cpu writes the packed artifact; eie is not available yet.
+    /// What to compile for: cpu writes the packed artifact; eie an EIE program (the eie preset
+    /// unless --passes or --preset says otherwise).
     #[arg(long, value_enum)]
     pub target: Target,
     /// The artifact to write (conventionally OUT.sprigpack).
@@ -41,6 +43,14 @@ pub struct CompileArgs {
     /// {dense_bytes, packed_bytes, ratio}.
     #[arg(long, value_name = "FILE")]
     pub report_json: Option<PathBuf>,
+    /// EIE: the PE count of the eie preset (partition and load-balanced pruning), 1-256;
+    /// default 64.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub pes: Option<u16>,
+    /// EIE: inputs whose activation ranges choose the 16-bit fixed-point formats (.npy: one
+    /// sample or a batch along a leading axis); default 8 seeded samples of |N(0, 1)|.
+    #[arg(long, value_name = "X.npy")]
+    pub act_calibration: Option<PathBuf>,
     /// Write weight histograms (SVG) for every layer before compression and after each pass
     /// that changes the values, into this directory.
     #[arg(long, value_name = "DIR")]
@@ -54,6 +64,10 @@ pub struct CompileArgs {
     pub eval_samples: usize,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+    /// Retraining between passes (--train-data) and least-squares refinement
+    /// (--calibration-data).
+    #[command(flatten)]
+    pub training: crate::finetune::TrainingArgs,
 }
 
 /// A layer's weights at each stage worth a plot: before compression, then after every pass that
@@ -73,9 +87,11 @@ fn layer_values(
 
 pub fn run(mut args: CompileArgs) -> anyhow::Result<()> {
     if args.target == Target::Eie {
+        return run_eie(args);
+    }
+    if args.pes.is_some() || args.act_calibration.is_some() {
         return Err(InputError(
-            "error: --target eie is not available yet; use --target cpu for the packed artifact"
-                .to_string(),
+            "error: --pes and --act-calibration apply to --target eie only".to_string(),
         )
         .into());
     }
@@ -98,22 +114,29 @@ pub fn run(mut args: CompileArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    let parsed = args
-        .pipeline
-        .apply_observed(parsed, &mut |pass, graph, info| {
-            if !plotting {
-                return;
+    let mut observe = |pass: &'static str, graph: &sprig_ir::Graph, info: &sprig_ir::GraphInfo| {
+        if !plotting {
+            return;
+        }
+        for (name, values) in layer_values(graph, info) {
+            if let Some((_, layer)) = stages.iter_mut().find(|(n, _)| *n == name)
+                && layer
+                    .last()
+                    .is_some_and(|(_, last)| !std::sync::Arc::ptr_eq(last, &values))
+            {
+                layer.push((pass, values));
             }
-            for (name, values) in layer_values(graph, info) {
-                if let Some((_, layer)) = stages.iter_mut().find(|(n, _)| *n == name)
-                    && layer
-                        .last()
-                        .is_some_and(|(_, last)| !std::sync::Arc::ptr_eq(last, &values))
-                {
-                    layer.push((pass, values));
-                }
-            }
-        })?;
+        }
+    };
+    let parsed = if args.training.active() {
+        let eval = args
+            .eval_data
+            .as_deref()
+            .map(|spec| (spec, args.eval_samples));
+        crate::finetune::compress(&args.pipeline, &args.training, eval, parsed, &mut observe)?
+    } else {
+        args.pipeline.apply_observed(parsed, &mut observe)?
+    };
     if let Some(dir) = &args.plots {
         std::fs::create_dir_all(dir).map_err(|e| {
             InputError(format!(
@@ -231,8 +254,18 @@ fn kilobytes(bytes: u64) -> String {
     format!("{:.1} KB", bytes as f64 / 1000.0)
 }
 
-/// The report as a table like the paper's tables 2–5: one row per weight, a row for the rest
-/// of the artifact, a total row, and the sizes with the compression ratio.
+/// A compression rate: dense bytes over stored bytes.
+fn rate(dense: u64, stored: u64) -> String {
+    if stored == 0 {
+        "-".to_string()
+    } else {
+        format!("{:.1}x", dense as f64 / stored as f64)
+    }
+}
+
+/// The report as a table like the paper's tables 2–5: one row per weight (with its
+/// compression rate, dense f32 bytes over the bytes of its section), a row for the rest of the
+/// artifact, a total row, and the sizes with the compression ratio.
 pub fn report_table(report: &SizeReport) -> String {
     let mut rows: Vec<Vec<String>> = report
         .layers
@@ -249,6 +282,7 @@ pub fn report_table(report: &SizeReport) -> String {
                 l.huffman_index_bits
                     .map_or("-".to_string(), |b| format!("{b:.2}")),
                 l.bytes.to_string(),
+                rate(4 * l.params, l.bytes),
             ]
         })
         .collect();
@@ -262,6 +296,7 @@ pub fn report_table(report: &SizeReport) -> String {
         dash(),
         dash(),
         report.other_bytes.to_string(),
+        dash(),
     ]);
     let params: u64 = report.layers.iter().map(|l| l.params).sum();
     let kept: f64 = report
@@ -282,6 +317,7 @@ pub fn report_table(report: &SizeReport) -> String {
         dash(),
         dash(),
         report.total.packed_bytes.to_string(),
+        rate(report.total.dense_bytes, report.total.packed_bytes),
     ]);
     let mut out = table(
         &[
@@ -293,6 +329,7 @@ pub fn report_table(report: &SizeReport) -> String {
             "Huffman b/w",
             "Huffman b/idx",
             "bytes",
+            "rate",
         ],
         &rows,
     );
@@ -305,5 +342,231 @@ pub fn report_table(report: &SizeReport) -> String {
         kilobytes(report.total.packed_bytes),
         report.total.ratio
     );
+    out
+}
+
+/// `--target eie`: stack unquantized LSTMs, compress (the eie preset with `--pes`, unless a
+/// pipeline is given), lower to a program, write it atomically and print the per-layer report.
+fn run_eie(mut args: CompileArgs) -> anyhow::Result<()> {
+    use sprig_eie::lower::{
+        LowerOptions, check_supported, eie_pipeline, lower, pipeline_text, stack_lstms,
+    };
+    let model = args.model.display().to_string();
+    let input_error = |e: &dyn std::fmt::Display| InputError(format!("error: {model}: {e}"));
+    if args.eval_data.is_some() || args.plots.is_some() || args.training.active() {
+        return Err(InputError(
+            "error: --eval-data, --plots and training options apply to --target cpu".to_string(),
+        )
+        .into());
+    }
+    let sprig_front::Parsed { mut graph, info } = crate::load(&args.model)?;
+    let info = if stack_lstms(&mut graph).is_empty() {
+        info
+    } else {
+        sprig_ir::verify(&graph).map_err(|errors| {
+            let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+            input_error(&text.join("; "))
+        })?
+    };
+    check_supported(&graph, &info).map_err(|e| input_error(&e))?;
+    let explicit = args.pipeline.passes.is_some()
+        || args.pipeline.preset.as_deref().is_some_and(|p| p != "eie");
+    if explicit {
+        if args.pes.is_some() {
+            return Err(InputError(
+                "error: --pes sets the eie preset's PE count; with another pipeline, give partition(pes=N)"
+                    .to_string(),
+            )
+            .into());
+        }
+    } else {
+        let pes = usize::from(args.pes.unwrap_or(64));
+        let pipeline = eie_pipeline(&graph, &info, pes).map_err(|e| input_error(&e))?;
+        args.pipeline.passes = Some(pipeline_text(&pipeline));
+        args.pipeline.preset = None;
+    }
+    let parsed = args.pipeline.apply(sprig_front::Parsed { graph, info })?;
+    if args.pipeline.stop_after.is_some() {
+        return Err(InputError(
+            "error: --stop-after leaves the graph half compressed; EIE lowering needs the whole pipeline".to_string(),
+        )
+        .into());
+    }
+    let mut options = LowerOptions::default();
+    if let Some(path) = &args.act_calibration {
+        options.calibration = calibration_samples(path, &parsed.graph, &parsed.info)?;
+    }
+    let lowered = lower(&parsed.graph, &parsed.info, &options).map_err(|e| input_error(&e))?;
+    let write = |path: &PathBuf, bytes: &[u8]| {
+        sprig_front::files::write_atomic(path, |f| f.write_all(bytes))
+            .map_err(|e| InputError(format!("error: {e}")))
+    };
+    write(&args.output, &lowered.bytes)?;
+    if let Some(path) = &args.report_json {
+        let mut text = serde_json::to_string_pretty(&eie_report_json(&lowered))?;
+        text.push('\n');
+        write(path, text.as_bytes())?;
+    }
+    #[allow(clippy::print_stdout)]
+    {
+        print!("{}", eie_report_table(&lowered));
+        println!(
+            "wrote {} ({} bytes)",
+            args.output.display(),
+            lowered.bytes.len()
+        );
+    }
+    Ok(())
+}
+
+/// Calibration samples from an .npy array: one sample of the model's single input, or a batch
+/// along a leading axis.
+fn calibration_samples(
+    path: &std::path::Path,
+    graph: &sprig_ir::Graph,
+    info: &sprig_ir::GraphInfo,
+) -> anyhow::Result<Vec<Vec<sprig_ir::Tensor>>> {
+    let name = path.display();
+    let [input] = graph.inputs() else {
+        return Err(InputError(format!(
+            "error: {name}: --act-calibration takes one array, but the model has {} inputs",
+            graph.inputs().len()
+        ))
+        .into());
+    };
+    let declared = info.ty(*input).shape.clone();
+    let array =
+        sprig_front::files::read_npy(path).map_err(|e| InputError(format!("error: {e}")))?;
+    let per_sample = declared.len();
+    if per_sample == 0 || array.data.is_empty() || array.data.len() % per_sample != 0 {
+        return Err(InputError(format!(
+            "error: {name}: an array of shape {} is neither one sample nor a batch of the input's shape {declared}",
+            array.shape
+        ))
+        .into());
+    }
+    Ok(array
+        .data
+        .chunks(per_sample)
+        .map(|chunk| vec![sprig_ir::Tensor::new(declared.clone(), chunk.to_vec())])
+        .collect())
+}
+
+fn activation_name(a: sprig_eie::isa::Activation) -> &'static str {
+    match a {
+        sprig_eie::isa::Activation::None => "none",
+        sprig_eie::isa::Activation::Relu => "relu",
+    }
+}
+
+/// The EIE report as JSON: `target`, `pes`, `layers[]` and `total`.
+pub fn eie_report_json(lowered: &sprig_eie::lower::Lowered) -> Value {
+    let layers: Vec<Value> = lowered
+        .layers
+        .iter()
+        .map(|l| {
+            let params = u64::from(l.rows) * u64::from(l.cols);
+            json!({
+                "name": l.name,
+                "kind": l.kind,
+                "shape": [l.rows, l.cols],
+                "params": params,
+                "nonzeros": l.nonzeros,
+                "density": l.nonzeros as f64 / params.max(1) as f64,
+                "row_tiles": l.row_tiles,
+                "col_tiles": l.col_tiles,
+                "tiles": l.tiles,
+                "padding_entries": l.padding,
+                "pe_max_entries": l.pe_max_entries,
+                "pe_mean_entries": l.pe_mean_entries,
+                "weight_frac": l.weight_frac,
+                "input_frac": l.input_frac,
+                "output_frac": l.output_frac,
+                "activation": activation_name(l.activation),
+                "steps": l.steps,
+                "resident": l.resident,
+                "bytes": l.bytes,
+            })
+        })
+        .collect();
+    let program = &lowered.program;
+    json!({
+        "target": "eie",
+        "pes": program.pes,
+        "layers": layers,
+        "total": {
+            "program_bytes": lowered.bytes.len(),
+            "instructions": program.instructions.len(),
+            "nonzeros": lowered.layers.iter().map(|l| l.nonzeros).sum::<u64>(),
+            "padding_entries": lowered.layers.iter().map(|l| l.padding).sum::<u64>(),
+            "activation_entries_per_pe": program.activation_entries_per_pe(),
+        },
+        "notes": lowered.notes,
+    })
+}
+
+/// The EIE report: one row per layer, then the program's totals and notes.
+pub fn eie_report_table(lowered: &sprig_eie::lower::Lowered) -> String {
+    let rows: Vec<Vec<String>> = lowered
+        .layers
+        .iter()
+        .map(|l| {
+            let params = u64::from(l.rows) * u64::from(l.cols);
+            vec![
+                l.name.clone(),
+                if l.steps > 1 {
+                    format!("{} ×{}", l.kind, l.steps)
+                } else {
+                    l.kind.to_string()
+                },
+                format!("{}×{}", l.rows, l.cols),
+                format!("{}×{}", l.row_tiles, l.col_tiles),
+                l.nonzeros.to_string(),
+                percent(l.nonzeros as f64 / params.max(1) as f64),
+                l.padding.to_string(),
+                format!("{}/{:.0}", l.pe_max_entries, l.pe_mean_entries),
+                format!("Q{}·Q{}→Q{}", l.weight_frac, l.input_frac, l.output_frac),
+                activation_name(l.activation).to_string(),
+                l.bytes.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "layer",
+            "kind",
+            "rows×cols",
+            "tiles",
+            "non-zeros",
+            "density",
+            "padding",
+            "PE max/mean",
+            "w·a→o",
+            "act",
+            "bytes",
+        ],
+        &rows,
+    );
+    let program = &lowered.program;
+    let _ = writeln!(
+        out,
+        "program: {} PEs, {} instructions, {} bytes; activation buffers {} entries per PE",
+        program.pes,
+        program.instructions.len(),
+        lowered.bytes.len(),
+        program.activation_entries_per_pe()
+    );
+    for output in &program.outputs {
+        if output.post == sprig_eie::isa::HostPost::Softmax {
+            let _ = writeln!(
+                out,
+                "note: the host applies softmax to `{}` after reading it back",
+                output.name
+            );
+        }
+    }
+    for note in &lowered.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     out
 }

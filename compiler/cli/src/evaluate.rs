@@ -3,7 +3,8 @@
 //! Data sets are named `mnist:DIR` (the IDX files of MNIST's test split, pixels scaled to
 //! [0, 1]) or `npz:FILE` (arrays `x`/`X` and `y`; uint8 pixels scaled to [0, 1]). Each sample is
 //! reshaped to the model's input shape when the element counts agree; top-1 accuracy compares
-//! the argmax of the model's first output with the label.
+//! the argmax of the model's first output with the label. Training reads MNIST's training split
+//! (`read_split`), and the batched paths take the samples as one flat array (`model_inputs`).
 
 use crate::InputError;
 use sprig_front::files::{Dataset, MnistSplit, read_mnist, read_npz_dataset};
@@ -67,4 +68,54 @@ pub fn accuracy(graph: &Graph, info: &GraphInfo, data: &Dataset) -> anyhow::Resu
     } else {
         correct as f64 / n as f64
     })
+}
+
+/// Which split of a data set to read: MNIST has both (`mnist:DIR`); an `.npz` file is one set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+/// Reads `mnist:DIR` (the given split) or `npz:FILE`, keeping at most `limit` samples.
+pub fn read_split(spec: &str, split: Split, limit: Option<usize>) -> anyhow::Result<Dataset> {
+    match (spec.strip_prefix("mnist:"), split) {
+        (Some(dir), Split::Train) => read_mnist(Path::new(dir), MnistSplit::Train, limit)
+            .map_err(|e| anyhow::Error::from(InputError(format!("error: {e}")))),
+        _ => read_dataset(spec, limit.unwrap_or(usize::MAX)),
+    }
+}
+
+/// The samples of `data` as one flat array in the model's input layout, checked against the
+/// model's input size.
+pub fn model_inputs<'a>(
+    data: &'a Dataset,
+    input_len: usize,
+    spec: &str,
+) -> anyhow::Result<sprig_train::Samples<'a>> {
+    let n = data.labels.len();
+    let per = data.images.len() / n.max(1);
+    if per != input_len {
+        return Err(InputError(format!(
+            "error: data set `{spec}`: its samples hold {per} values but the model's input holds {input_len}"
+        ))
+        .into());
+    }
+    Ok(sprig_train::Samples {
+        inputs: &data.images.data,
+        labels: &data.labels,
+    })
+}
+
+/// Top-1 and top-5 hits of one sample's scores (ties broken toward the lower class).
+pub fn hits(scores: &[f32], label: usize) -> (bool, bool) {
+    let Some(&target) = scores.get(label) else {
+        return (false, false);
+    };
+    let higher = scores
+        .iter()
+        .enumerate()
+        .filter(|&(i, &s)| s > target || (s == target && i < label) || s.is_nan())
+        .count();
+    (higher == 0, higher < 5)
 }

@@ -521,6 +521,177 @@ fn xml_escape(text: &str) -> String {
     out
 }
 
+/// Line colours of [`line_plot_svg`]'s series, in order (then repeated).
+const SERIES_COLORS: [&str; 8] = [
+    "#2B6CB0", "#C05621", "#2F855A", "#9B2C2C", "#6B46C1", "#B7791F", "#2C7A7B", "#4A5568",
+];
+
+/// A line plot as a self-contained SVG document: `series` are (name, points) drawn as
+/// polylines with a marker per point and a legend; the x axis is logarithmic (base 2) when
+/// `log2_x` and every x is positive, with a tick at each distinct x; the y axis starts at 0 (or
+/// at the smallest y when negative). Deterministic text; empty or non-finite data draws a
+/// document that says "no values".
+pub fn line_plot_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    log2_x: bool,
+) -> String {
+    let (w, h) = (720.0f64, 440.0f64);
+    let mut svg = String::new();
+    let mut line = |text: String| {
+        svg.push_str(&text);
+        svg.push('\n');
+    };
+    line(format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w:.0}\" height=\"{h:.0}\" viewBox=\"0 0 {w:.0} {h:.0}\" font-family=\"{FONT}\">"
+    ));
+    line(format!(
+        "<rect x=\"0\" y=\"0\" width=\"{w:.0}\" height=\"{h:.0}\" fill=\"#FFFFFF\"/>"
+    ));
+    line(format!(
+        "<text class=\"title\" x=\"{:.1}\" y=\"26\" text-anchor=\"middle\" font-size=\"20\" fill=\"#000000\">{}</text>",
+        w / 2.0,
+        xml_escape(title)
+    ));
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .collect();
+    if points.is_empty() {
+        line(format!(
+            "<text class=\"empty\" x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"18\" fill=\"#000000\">no values</text>",
+            w / 2.0,
+            h / 2.0
+        ));
+        line("</svg>".to_string());
+        return svg;
+    }
+    let log = log2_x && points.iter().all(|&(x, _)| x > 0.0);
+    let tx = |x: f64| if log { x.log2() } else { x };
+    let (mut x0, mut x1) = (f64::INFINITY, f64::NEG_INFINITY);
+    let (mut y0, mut y1) = (0.0f64, f64::NEG_INFINITY);
+    for &(x, y) in &points {
+        x0 = x0.min(tx(x));
+        x1 = x1.max(tx(x));
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let y_ticks = nice_ticks(y0, if y1 > y0 { y1 } else { y0 + 1.0 }, 6, false);
+    let step = match y_ticks.as_slice() {
+        [a, b, ..] => b - a,
+        _ => 1.0,
+    };
+    let y_top = y_ticks.last().copied().unwrap_or(y1).max(y1);
+    let y_top = if y_top > y0 { y_top } else { y0 + 1.0 };
+    let frame = Frame {
+        left: 84.0,
+        right: w - 170.0,
+        top: 48.0,
+        bottom: h - 52.0,
+    };
+    let px = |x: f64| frame.left + (tx(x) - x0) / (x1 - x0) * (frame.right - frame.left);
+    let py = |y: f64| frame.bottom - (y - y0) / (y_top - y0) * (frame.bottom - frame.top);
+    for &t in &y_ticks {
+        let y = py(t);
+        line(format!(
+            "<line x1=\"{:.2}\" y1=\"{y:.2}\" x2=\"{:.2}\" y2=\"{y:.2}\" stroke=\"#E0E0E0\" stroke-width=\"1\"/>",
+            frame.left, frame.right
+        ));
+        line(format!(
+            "<text class=\"tick\" x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"end\" font-size=\"12\" fill=\"#000000\">{}</text>",
+            frame.left - 8.0,
+            y + 4.0,
+            tick_text(t, step)
+        ));
+    }
+    line(format!(
+        "<path d=\"M{l:.2},{t:.2} V{b:.2} H{r:.2}\" fill=\"none\" stroke=\"#000000\" stroke-width=\"1\"/>",
+        l = frame.left,
+        t = frame.top,
+        b = frame.bottom,
+        r = frame.right
+    ));
+    let mut xs: Vec<f64> = points.iter().map(|p| p.0).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    let x_ticks = if log {
+        xs
+    } else {
+        nice_ticks(x0, x1, 8, false)
+    };
+    let x_step = match x_ticks.as_slice() {
+        [a, b, ..] => b - a,
+        _ => 1.0,
+    };
+    for &t in &x_ticks {
+        let x = px(t);
+        line(format!(
+            "<line x1=\"{x:.2}\" y1=\"{b:.2}\" x2=\"{x:.2}\" y2=\"{:.2}\" stroke=\"#000000\" stroke-width=\"1\"/>",
+            frame.bottom + 5.0,
+            b = frame.bottom
+        ));
+        let label = if log {
+            format!("{t}")
+        } else {
+            tick_text(t, x_step)
+        };
+        line(format!(
+            "<text class=\"tick\" x=\"{x:.2}\" y=\"{:.2}\" text-anchor=\"middle\" font-size=\"12\" fill=\"#000000\">{}</text>",
+            frame.bottom + 19.0,
+            xml_escape(&label)
+        ));
+    }
+    for (k, (name, pts)) in series.iter().enumerate() {
+        let color = SERIES_COLORS[k % SERIES_COLORS.len()];
+        let coords: Vec<String> = pts
+            .iter()
+            .filter(|(x, y)| x.is_finite() && y.is_finite() && (!log || *x > 0.0))
+            .map(|&(x, y)| format!("{:.2},{:.2}", px(x), py(y)))
+            .collect();
+        line(format!(
+            "<polyline class=\"series\" points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"2\"/>",
+            coords.join(" ")
+        ));
+        for c in &coords {
+            let (x, y) = c.split_once(',').unwrap_or(("0", "0"));
+            line(format!(
+                "<circle cx=\"{x}\" cy=\"{y}\" r=\"3\" fill=\"{color}\"/>"
+            ));
+        }
+        let ly = frame.top + 16.0 + 20.0 * k as f64;
+        line(format!(
+            "<line x1=\"{:.2}\" y1=\"{ly:.2}\" x2=\"{:.2}\" y2=\"{ly:.2}\" stroke=\"{color}\" stroke-width=\"2\"/>",
+            frame.right + 14.0,
+            frame.right + 34.0
+        ));
+        line(format!(
+            "<text class=\"legend\" x=\"{:.2}\" y=\"{:.2}\" font-size=\"12\" fill=\"#000000\">{}</text>",
+            frame.right + 40.0,
+            ly + 4.0,
+            xml_escape(name)
+        ));
+    }
+    line(format!(
+        "<text class=\"axis\" x=\"{:.2}\" y=\"{:.2}\" text-anchor=\"middle\" font-size=\"14\" fill=\"#000000\">{}</text>",
+        (frame.left + frame.right) / 2.0,
+        h - 10.0,
+        xml_escape(x_label)
+    ));
+    let mid = (frame.top + frame.bottom) / 2.0;
+    line(format!(
+        "<text class=\"axis\" x=\"18\" y=\"{mid:.2}\" text-anchor=\"middle\" font-size=\"14\" fill=\"#000000\" transform=\"rotate(-90 18 {mid:.2})\">{}</text>",
+        xml_escape(y_label)
+    ));
+    line("</svg>".to_string());
+    svg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

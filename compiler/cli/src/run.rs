@@ -45,6 +45,8 @@ pub fn load_noted(path: &Path) -> anyhow::Result<sprig_front::Loaded> {
 pub enum Engine {
     /// The f32 reference interpreter.
     Interp,
+    /// sprig's CPU kernels on the packed weights (SPRIG_CPU=scalar|avx2|avx512 forces a variant).
+    Cpu,
 }
 
 #[derive(Args, Debug)]
@@ -61,6 +63,9 @@ pub struct RunArgs {
     /// What executes the model.
     #[arg(long, value_enum, default_value_t = Engine::Interp)]
     pub engine: Engine,
+    /// Worker threads of the CPU engine.
+    #[arg(long, default_value_t = 1)]
+    pub threads: usize,
 }
 
 fn input_error(message: String) -> anyhow::Error {
@@ -68,7 +73,7 @@ fn input_error(message: String) -> anyhow::Error {
 }
 
 /// Parses `random:density=D,seed=S` (both optional: density 1, seed 0).
-fn parse_random(spec: &str) -> anyhow::Result<(f64, u64)> {
+pub(crate) fn parse_random(spec: &str) -> anyhow::Result<(f64, u64)> {
     let mut density = 1.0;
     let mut seed = 0;
     for part in spec.split(',').filter(|p| !p.is_empty()) {
@@ -104,8 +109,26 @@ fn parse_random(spec: &str) -> anyhow::Result<(f64, u64)> {
     Ok((density, seed))
 }
 
+/// The values of a `random:` input of `len` elements: each non-zero with probability `density`,
+/// |N(0, 1)| (a ReLU'd activation); input number i of a model uses `seed + i`.
+pub(crate) fn random_input(len: usize, density: f64, seed: u64) -> Vec<f32> {
+    let init = RandomInit {
+        dist: Distribution::Normal {
+            mean: 0.0,
+            std: 1.0,
+        },
+        density,
+        seed,
+    };
+    init.generate(len).into_iter().map(f32::abs).collect()
+}
+
 /// The arrays to bind, by input position.
-fn read_inputs(spec: &str, graph: &Graph, info: &GraphInfo) -> anyhow::Result<Vec<Tensor>> {
+pub(crate) fn read_inputs(
+    spec: &str,
+    graph: &Graph,
+    info: &GraphInfo,
+) -> anyhow::Result<Vec<Tensor>> {
     let inputs = graph.inputs();
     if let Some(rest) = spec.strip_prefix("random:") {
         let (density, seed) = parse_random(rest)?;
@@ -120,19 +143,7 @@ fn read_inputs(spec: &str, graph: &Graph, info: &GraphInfo) -> anyhow::Result<Ve
                         graph.node(id).name
                     )));
                 }
-                let init = RandomInit {
-                    dist: Distribution::Normal {
-                        mean: 0.0,
-                        std: 1.0,
-                    },
-                    density,
-                    seed: seed.wrapping_add(i as u64),
-                };
-                let data = init
-                    .generate(ty.shape.len())
-                    .into_iter()
-                    .map(f32::abs)
-                    .collect();
+                let data = random_input(ty.shape.len(), density, seed.wrapping_add(i as u64));
                 Ok(Tensor::new(ty.shape.clone(), data))
             })
             .collect();
@@ -229,7 +240,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     let outputs = match args.engine {
-        Engine::Interp => execute(graph, info, &arrays, batch)?,
+        Engine::Interp => execute(graph, info, &arrays, batch, &|inputs: &[Tensor]| {
+            sprig_ir::interpret(graph, info, inputs).map_err(|e| input_error(e.to_string()))
+        })?,
+        Engine::Cpu => {
+            let options = sprig_cpu::Options::from_env(args.threads)
+                .map_err(|e| input_error(e.to_string()))?;
+            let executor = sprig_cpu::Executor::new(graph, info, &options)
+                .map_err(|e| input_error(format!("{}: {e}", args.model.display())))?;
+            execute(graph, info, &arrays, batch, &|inputs: &[Tensor]| {
+                executor.run(inputs).map_err(|e| input_error(e.to_string()))
+            })?
+        }
     };
     let batch = batch.map(|b| b.n);
     let names: Vec<String> = graph
@@ -256,10 +278,8 @@ fn execute(
     info: &GraphInfo,
     arrays: &[Tensor],
     batch: Option<Batch>,
+    interp: &dyn Fn(&[Tensor]) -> anyhow::Result<Vec<Tensor>>,
 ) -> anyhow::Result<Vec<Tensor>> {
-    let interp = |inputs: &[Tensor]| {
-        sprig_ir::interpret(graph, info, inputs).map_err(|e| input_error(e.to_string()))
-    };
     let Some(Batch { n, unit_axis }) = batch else {
         return interp(arrays);
     };

@@ -172,6 +172,10 @@ fn dump_runs_pipelines_and_stops_after_any_pass() {
     );
     assert!(err.contains("pass timings:"), "{err}");
     assert!(
+        err.contains("simplify:") && err.contains("stop reason: saturated"),
+        "{err}"
+    );
+    assert!(
         text.contains("shared(5 bits, linear, zero code) huffman("),
         "{text}"
     );

@@ -159,7 +159,7 @@ fn compile_rejects_what_it_cannot_do() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("not available yet"),
+        stderr(&out).contains("does not support `c1` (conv2d), `p1` (maxpool2d)"),
         "{}",
         stderr(&out)
     );

@@ -1,5 +1,6 @@
-//! Compressible layers: the weight matrices of dense, conv2d, lstm and embedding ops, seen as
-//! `rows × row_len` matrices (output rows first, as the IR stores them), and their biases.
+//! Compressible layers: the weight matrices of dense, conv2d, lstm (separate or stacked) and
+//! embedding ops, seen as `rows × row_len` matrices (output rows first, as the IR stores them),
+//! and their biases.
 //!
 //! Invariant: each weight appears once (a weight shared by several nodes is listed at its first
 //! user in the graph's topological order), so a pass never compresses a weight twice.
@@ -102,6 +103,7 @@ pub fn layers(graph: &Graph, info: &GraphInfo) -> Vec<Layer> {
                 c.bias.into_iter().collect(),
             ),
             Op::Lstm(l) => (LayerKind::Fc, vec![l.w, l.r], l.b.into_iter().collect()),
+            Op::LstmStacked(l) => (LayerKind::Fc, vec![l.weight], vec![]),
             Op::Embedding(e) => (LayerKind::Fc, vec![e.table], vec![]),
             _ => continue,
         };

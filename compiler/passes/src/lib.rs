@@ -4,6 +4,7 @@
 //!   per-layer overrides, presets, and the runner that verifies after every pass, times it and
 //!   can stop after any.
 //! - [`layers`]: which weights are compressible layers (fc or conv) and their matrix view.
+//! - [`simplify`]: equality saturation (egg) with the target's cost model, run first.
 //! - [`prune`], [`partition`], [`quantize`], [`huffman`]: the compression passes.
 //! - [`algo`]: the algorithms underneath (k-means, Huffman, relative indices), free of IR types.
 //!
@@ -20,6 +21,7 @@ pub mod options;
 pub mod partition;
 pub mod prune;
 pub mod quantize;
+pub mod simplify;
 
 pub use manager::{
     PASSES, Pass, PassError, PassReport, PassRun, Pipeline, run_pipeline, run_pipeline_observed,

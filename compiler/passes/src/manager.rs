@@ -46,6 +46,7 @@ pub trait Pass: Sync {
 
 /// Every pass, in the order a full pipeline runs them.
 pub const PASSES: &[&dyn Pass] = &[
+    &crate::simplify::Simplify,
     &crate::prune::Prune,
     &crate::partition::PartitionPass,
     &crate::quantize::Quantize,
@@ -120,12 +121,21 @@ pub struct Pipeline {
 }
 
 /// Named pipelines.
-pub const PRESETS: &[(&str, &str)] = &[(
-    "deep-compression",
-    // The quality factors put a trained layer near the paper's densities: |w| > 1.7σ keeps about
-    // 9% of a fully connected layer's weights, |w| > 0.6σ about 55% of a convolution's.
-    "prune(fc.quality=1.7, conv.quality=0.6), quantize(fc.bits=5, conv.bits=8, init=linear), huffman(fc.index_bits=5, conv.index_bits=8)",
-)];
+pub const PRESETS: &[(&str, &str)] = &[
+    (
+        "deep-compression",
+        // Simplify first: its weight-changing rewrites apply only to weights not yet encoded.
+        // The quality factors put a trained layer near the paper's densities: |w| > 1.7σ keeps about
+        // 9% of a fully connected layer's weights, |w| > 0.6σ about 55% of a convolution's.
+        "simplify, prune(fc.quality=1.7, conv.quality=0.6), quantize(fc.bits=5, conv.bits=8, init=linear), huffman(fc.index_bits=5, conv.index_bits=8)",
+    ),
+    (
+        "eie",
+        // EIE's storage: pruning balanced over the 64 interleaved PEs (ESE), 4-bit codes with code 0
+        // for zero, 4-bit relative indices with padding entries.
+        "simplify(target=eie), prune(fc.quality=1.7, balance_pes=64), partition(pes=64), quantize(fc.bits=4, fc.zero_code=true, init=linear), huffman(fc.index_bits=4)",
+    ),
+];
 
 struct Cursor<'a> {
     text: &'a str,

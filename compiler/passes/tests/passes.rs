@@ -277,7 +277,7 @@ fn deep_compression_preset_lands_near_the_papers_densities() {
     .expect("runs");
     assert_eq!(
         runs.iter().map(|r| r.pass).collect::<Vec<_>>(),
-        ["prune", "quantize", "huffman"]
+        ["simplify", "prune", "quantize", "huffman"]
     );
     for name in ["ip1.weight", "ip2.weight", "ip3.weight"] {
         let id = graph.weights.find(name).expect("weight");

@@ -418,20 +418,30 @@ pub(super) fn batchnorm(
     tensor(xd.to_vec(), y)
 }
 
-/// The weights of one LSTM, values row-major as in [`crate::op::Lstm`].
+/// How an LSTM's gate pre-activations are computed, values row-major.
+pub(super) enum LstmGates<'a> {
+    /// [`crate::op::Lstm`]: `W x_t + Wb + R h + Rb` (each product summed in index order, then
+    /// added in that order).
+    Separate {
+        w: &'a [f32],
+        r: &'a [f32],
+        b: Option<&'a [f32]>,
+    },
+    /// [`crate::op::LstmStacked`]: one product `S · [x_t; h; 1]`, summed in column order.
+    Stacked { weight: &'a [f32] },
+}
+
+/// The weights of one LSTM.
 pub(super) struct LstmWeights<'a> {
     pub hidden: usize,
-    pub w: &'a [f32],
-    pub r: &'a [f32],
-    pub b: Option<&'a [f32]>,
+    pub gates: LstmGates<'a>,
     pub h0: Option<&'a [f32]>,
     pub c0: Option<&'a [f32]>,
 }
 
-/// Forward LSTM, ONNX semantics: per step, for every batch row,
-/// `gates = W x_t + Wb + R h + Rb` in blocks i, o, f, c;
-/// `C = σ(f) ⊙ C + σ(i) ⊙ tanh(c)`, `H = σ(o) ⊙ tanh(C)`; every `H` is output, or only the
-/// final one when `last`.
+/// Forward LSTM, ONNX semantics: per step, for every batch row, the gates in blocks i, o, f, c
+/// (see [`LstmGates`]); `C = σ(f) ⊙ C + σ(i) ⊙ tanh(c)`, `H = σ(o) ⊙ tanh(C)`; every `H` is
+/// output, or only the final one when `last`.
 pub(super) fn lstm(x: &Tensor, lw: &LstmWeights<'_>, last: bool) -> Tensor {
     let xd = x.dims();
     // x is [seq, in] or [seq, batch, in]; without a batch axis it is one batch row.
@@ -453,19 +463,25 @@ pub(super) fn lstm(x: &Tensor, lw: &LstmWeights<'_>, last: bool) -> Tensor {
         for bi in 0..batch {
             let xt = &x.data[(t * batch + bi) * inp..(t * batch + bi + 1) * inp];
             let hp = &hs[bi * h..(bi + 1) * h];
-            for (j, g) in gates.iter_mut().enumerate() {
-                let mut wx = 0.0f32;
-                for (&wv, &xv) in lw.w[j * inp..(j + 1) * inp].iter().zip(xt) {
-                    wx += wv * xv;
+            match lw.gates {
+                LstmGates::Separate { w, r, b } => {
+                    for (j, g) in gates.iter_mut().enumerate() {
+                        let wx = dot(&w[j * inp..(j + 1) * inp], xt);
+                        let rh = dot(&r[j * h..(j + 1) * h], hp);
+                        *g = match b {
+                            Some(b) => wx + b[j] + rh + b[4 * h + j],
+                            None => wx + rh,
+                        };
+                    }
                 }
-                let mut rh = 0.0f32;
-                for (&rv, &hv) in lw.r[j * h..(j + 1) * h].iter().zip(hp) {
-                    rh += rv * hv;
+                LstmGates::Stacked { weight } => {
+                    let width = inp + h + 1;
+                    for (j, g) in gates.iter_mut().enumerate() {
+                        let row = &weight[j * width..(j + 1) * width];
+                        let xh = dot(&row[..inp], xt);
+                        *g = dot_from(xh, &row[inp..inp + h], hp) + row[inp + h];
+                    }
                 }
-                *g = match lw.b {
-                    Some(b) => wx + b[j] + rh + b[4 * h + j],
-                    None => wx + rh,
-                };
             }
             for k in 0..h {
                 let i = sigmoid(gates[k]);
@@ -495,6 +511,19 @@ pub(super) fn lstm(x: &Tensor, lw: &LstmWeights<'_>, last: bool) -> Tensor {
         vec![seq, batch, h]
     };
     tensor(dims, y)
+}
+
+/// `Σ a[k]·b[k]` in index order, from zero.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    dot_from(0.0, a, b)
+}
+
+/// `acc + Σ a[k]·b[k]`, adding the terms in index order.
+fn dot_from(mut acc: f32, a: &[f32], b: &[f32]) -> f32 {
+    for (&x, &y) in a.iter().zip(b) {
+        acc += x * y;
+    }
+    acc
 }
 
 /// Rows of `table` (`[rows, dim]`) picked by `ids`; an id that is not an integer in `0..rows`

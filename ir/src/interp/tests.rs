@@ -720,6 +720,58 @@ fn lstm_hidden_two_matches_reference() {
 }
 
 #[test]
+fn stacked_lstm_matches_reference() {
+    let (seq, inp, hidden) = (5, 3, 2);
+    let val = |i: usize, scale: f64| ((i as f64 * 1.3 + 0.7).sin() * scale) as f32;
+    let w: Vec<f32> = (0..4 * hidden * inp).map(|i| val(i, 0.8)).collect();
+    let r: Vec<f32> = (0..4 * hidden * hidden)
+        .map(|i| val(i + 100, 0.6))
+        .collect();
+    let b: Vec<f32> = (0..8 * hidden).map(|i| val(i + 200, 0.3)).collect();
+    let xs: Vec<f32> = (0..seq * inp).map(|i| val(i + 300, 1.5)).collect();
+    // Row j of the stacked matrix is [W[j, :], R[j, :], Wb[j] + Rb[j]].
+    let width = inp + hidden + 1;
+    let mut stacked = Vec::with_capacity(4 * hidden * width);
+    for j in 0..4 * hidden {
+        stacked.extend_from_slice(&w[j * inp..(j + 1) * inp]);
+        stacked.extend_from_slice(&r[j * hidden..(j + 1) * hidden]);
+        stacked.push(b[j] + b[4 * hidden + j]);
+    }
+    let rows = |v: &[f32], n: usize| -> Vec<Vec<f64>> {
+        v.chunks(n)
+            .map(|c| c.iter().map(|&x| x as f64).collect())
+            .collect()
+    };
+    let to64 = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
+    let h0 = [0.25f32, -0.5];
+    let c0 = [0.4f32, -0.1];
+    let want = reference_lstm(
+        &rows(&xs, inp),
+        &rows(&w, inp),
+        &rows(&r, hidden),
+        &to64(&b),
+        &to64(&h0),
+        &to64(&c0),
+    )
+    .concat();
+    let stacked_op = |last: bool| {
+        let stacked = stacked.clone();
+        move |g: &mut Graph| {
+            Op::LstmStacked(crate::op::LstmStacked {
+                weight: lit(g, "wrb", &[4 * hidden, width], &stacked),
+                h0: Some(lit(g, "h0", &[hidden], &h0)),
+                c0: Some(lit(g, "c0", &[hidden], &c0)),
+                last,
+            })
+        }
+    };
+    let y = run_one(&t(&[seq, inp], &xs), stacked_op(false));
+    assert_close(&y, &[seq, hidden], &want, 1e-5);
+    let y = run_one(&t(&[seq, 1, inp], &xs), stacked_op(true));
+    assert_close(&y, &[1, hidden], &want[(seq - 1) * hidden..], 1e-5);
+}
+
+#[test]
 fn lstm_batch_rows_are_independent() {
     // Two batch rows with different inputs give the outputs of two separate runs.
     let xs = [0.5f32, -1.0, 2.0, 0.25, -0.5, 1.0];

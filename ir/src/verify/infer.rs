@@ -10,7 +10,7 @@
 //!
 //! The interpreter calls it again before each node, so its kernels can index without checks.
 
-use crate::op::{Axis, Conv2d, Lstm, Op, Pool2d};
+use crate::op::{Axis, Conv2d, Lstm, LstmStacked, Op, Pool2d};
 use crate::types::{DType, Shape, TensorType};
 use crate::weights::{Weight, WeightId, Weights};
 
@@ -250,6 +250,7 @@ fn infer_unprefixed(
             Ok(x.ty.clone())
         }
         Op::Lstm(l) => lstm(l, weights, x()),
+        Op::LstmStacked(l) => lstm_stacked(l, weights, x()),
         Op::ArgMax(a) => {
             let x = x();
             let axis = signed_axis(&Axis { axis: a.axis }, x)?;
@@ -561,18 +562,20 @@ fn pool2d(p: &Pool2d, x: Operand<'_>) -> Result<TensorType, String> {
     Ok(TensorType::f32(dims))
 }
 
+/// The input of an LSTM: `(seq, batch, in)` from `[seq, in]` or `[seq, batch, in]`.
+fn lstm_input(x: Operand<'_>) -> Result<(usize, Option<usize>, usize), String> {
+    match *x.ty.shape.dims() {
+        [seq, inp] => Ok((seq, None, inp)),
+        [seq, batch, inp] => Ok((seq, Some(batch), inp)),
+        _ => Err(format!(
+            "input `{}` is {}; lstm needs [seq, in] or [seq, batch, in]",
+            x.name, x.ty
+        )),
+    }
+}
+
 fn lstm(l: &Lstm, weights: &Weights, x: Operand<'_>) -> Result<TensorType, String> {
-    let xd = x.ty.shape.dims();
-    let (seq, batch, inp) = match *xd {
-        [seq, inp] => (seq, None, inp),
-        [seq, batch, inp] => (seq, Some(batch), inp),
-        _ => {
-            return Err(format!(
-                "input `{}` is {}; lstm needs [seq, in] or [seq, batch, in]",
-                x.name, x.ty
-            ));
-        }
-    };
+    let (seq, batch, inp) = lstm_input(x)?;
     // Optional slots may only be left out from the end (the text format is positional).
     if l.b.is_none() && (l.h0.is_some() || l.c0.is_some()) || l.h0.is_none() && l.c0.is_some() {
         return Err(
@@ -619,7 +622,53 @@ fn lstm(l: &Lstm, weights: &Weights, x: Operand<'_>) -> Result<TensorType, Strin
             ));
         }
     }
-    for (id, slot) in [(l.h0, "h0"), (l.c0, "c0")] {
+    lstm_states(weights, [l.h0, l.c0], h, batch)?;
+    lstm_output(x, seq, batch, h, l.last)
+}
+
+fn lstm_stacked(l: &LstmStacked, weights: &Weights, x: Operand<'_>) -> Result<TensorType, String> {
+    let (seq, batch, inp) = lstm_input(x)?;
+    if l.h0.is_none() && l.c0.is_some() {
+        return Err(
+            "c0 is given without h0; h0 and c0 may only be left out from the end".to_string(),
+        );
+    }
+    let w = weight(weights, l.weight)?;
+    let &[rows, cols] = w.ty.shape.dims() else {
+        return Err(format!(
+            "@{} must be [4 * hidden, in + hidden + 1] but is {}",
+            w.name, w.ty.shape
+        ));
+    };
+    if rows % 4 != 0 {
+        return Err(format!(
+            "@{} has {rows} rows, which is not 4 * hidden (gates i, o, f, c)",
+            w.name
+        ));
+    }
+    let h = rows / 4;
+    let want = inp
+        .checked_add(h)
+        .and_then(|n| n.checked_add(1))
+        .ok_or("the stacked width in + hidden + 1 overflows")?;
+    if cols != want {
+        return Err(format!(
+            "input has {inp} features (last axis of {}) and @{} gives hidden size {h}, so it must be [{rows}, {want}] (input, hidden, bias columns) but is {}",
+            x.ty, w.name, w.ty.shape
+        ));
+    }
+    lstm_states(weights, [l.h0, l.c0], h, batch)?;
+    lstm_output(x, seq, batch, h, l.last)
+}
+
+/// Checks the initial states `[h0, c0]`: each `[h]`, or `[batch, h]` when the input has a batch axis.
+fn lstm_states(
+    weights: &Weights,
+    states: [Option<WeightId>; 2],
+    h: usize,
+    batch: Option<usize>,
+) -> Result<(), String> {
+    for (id, slot) in states.into_iter().zip(["h0", "c0"]) {
         let Some(id) = id else { continue };
         let s = weight(weights, id)?;
         let ok = match (s.ty.shape.dims(), batch) {
@@ -638,11 +687,22 @@ fn lstm(l: &Lstm, weights: &Weights, x: Operand<'_>) -> Result<TensorType, Strin
             ));
         }
     }
+    Ok(())
+}
+
+/// Every hidden state `[seq, (batch,) h]`, or only the last one.
+fn lstm_output(
+    x: Operand<'_>,
+    seq: usize,
+    batch: Option<usize>,
+    h: usize,
+    last: bool,
+) -> Result<TensorType, String> {
     let mut dims = match batch {
         Some(batch) => vec![seq, batch, h],
         None => vec![seq, h],
     };
-    if l.last {
+    if last {
         if seq == 0 {
             return Err(format!(
                 "input `{}` : {} has no steps, so there is no last hidden state",

@@ -524,6 +524,57 @@ fn lstm_shapes() {
     assert!(err_msg(&[5, 3], gap).contains("may only be left out from the end"));
 }
 
+fn lstm_stacked(g: &mut Graph, dims: &[usize], state: Option<&[usize]>, last: bool) -> Op {
+    let weight = zeros(g, "wrb", dims);
+    let (h0, c0) = match state {
+        Some(d) => (Some(zeros(g, "h0", d)), Some(zeros(g, "c0", d))),
+        None => (None, None),
+    };
+    Op::LstmStacked(crate::op::LstmStacked {
+        weight,
+        h0,
+        c0,
+        last,
+    })
+}
+
+#[test]
+fn stacked_lstm_shapes() {
+    // hidden 2, input 3: [8, 3 + 2 + 1].
+    assert_eq!(
+        ok_dims(&[5, 3], |g| lstm_stacked(g, &[8, 6], None, false)),
+        [5, 2]
+    );
+    assert_eq!(
+        ok_dims(&[5, 4, 3], |g| lstm_stacked(
+            g,
+            &[8, 6],
+            Some(&[4, 2]),
+            false
+        )),
+        [5, 4, 2]
+    );
+    assert_eq!(
+        ok_dims(&[5, 4, 3], |g| lstm_stacked(g, &[8, 6], Some(&[2]), true)),
+        [4, 2]
+    );
+    assert_eq!(
+        err_msg(&[5, 3], |g| lstm_stacked(g, &[8, 5], None, false)),
+        "lstm_stacked: input has 3 features (last axis of f32[5, 3]) and @wrb gives hidden size 2, so it must be [8, 6] (input, hidden, bias columns) but is [8, 5]"
+    );
+    assert_eq!(
+        err_msg(&[5, 3], |g| lstm_stacked(g, &[6, 5], None, false)),
+        "lstm_stacked: @wrb has 6 rows, which is not 4 * hidden (gates i, o, f, c)"
+    );
+    assert_eq!(
+        err_msg(&[5, 3], |g| lstm_stacked(g, &[8, 6], Some(&[3]), false)),
+        "lstm_stacked: @h0 (h0) is [3] but must be [2] (the input has no batch axis)"
+    );
+    assert!(
+        err_msg(&[0, 3], |g| lstm_stacked(g, &[8, 6], None, true)).contains("no last hidden state")
+    );
+}
+
 #[test]
 fn embedding_shapes_and_dtypes() {
     let mut g = Graph::new("t");

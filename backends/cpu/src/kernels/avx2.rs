@@ -1,0 +1,152 @@
+//! AVX2 column kernels: 8 entries of a column at a time.
+//!
+//! Per chunk: the entries widen to 32-bit lanes; rows come from a prefix sum of the deltas (plus
+//! one) onto the previous chunk's last row; the weights come from the table in registers (two
+//! `vpermps` and a blend for 16 entries, four and three blends for 32, a gather for 256) or from
+//! the values; the products with `a_j` are computed 8 at a time and added to the accumulators
+//! one by one (AVX2 has no scatter).
+
+use super::Active;
+use crate::layout::{KernelKind, Slice};
+use std::arch::x86_64::*;
+
+/// # Safety
+/// The CPU supports AVX2 and FMA; `slice` satisfies the layout invariants (every column decodes
+/// to rows below `acc.len()`, column ranges lie inside the entries); every active column is
+/// below the matrix's column count; `table` has `2^bits` entries for coded kinds.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn accumulate(
+    kind: KernelKind,
+    table: &[f32],
+    slice: &Slice,
+    active: &Active,
+    acc: &mut [f32],
+) {
+    // SAFETY (all calls below): forwarded from this function's contract.
+    unsafe {
+        match kind {
+            KernelKind::Code4 => columns::<4>(table, slice, active, acc),
+            KernelKind::Code5 => columns::<5>(table, slice, active, acc),
+            KernelKind::Code8 => columns::<8>(table, slice, active, acc),
+            KernelKind::SparseF32 => columns::<0>(table, slice, active, acc),
+            KernelKind::DenseF32 => dense(slice, active, acc),
+        }
+    }
+}
+
+/// Inclusive prefix sum of 8 lanes.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn prefix_sum(x: __m256i) -> __m256i {
+    // Within each 128-bit half, then the low half's total onto the high half.
+    let x = _mm256_add_epi32(x, _mm256_slli_si256::<4>(x));
+    let x = _mm256_add_epi32(x, _mm256_slli_si256::<8>(x));
+    let carry = _mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 0, 0, 0, 3, 3, 3, 3));
+    _mm256_add_epi32(
+        x,
+        _mm256_blend_epi32::<0b1111_0000>(_mm256_setzero_si256(), carry),
+    )
+}
+
+/// Table lookup of 8 codes (`BITS` = 4 or 5) held in registers as 8-entry blocks.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn lookup<const BITS: i32>(t: &[__m256; 4], codes: __m256i) -> __m256 {
+    // Bit 3 of a code selects between blocks 0/1 (and 2/3); bit 4 between the pairs.
+    let bit3 = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(codes));
+    let low = _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(t[0], codes),
+        _mm256_permutevar8x32_ps(t[1], codes),
+        bit3,
+    );
+    if BITS == 4 {
+        return low;
+    }
+    let high = _mm256_blendv_ps(
+        _mm256_permutevar8x32_ps(t[2], codes),
+        _mm256_permutevar8x32_ps(t[3], codes),
+        bit3,
+    );
+    let bit4 = _mm256_castsi256_ps(_mm256_slli_epi32::<27>(codes));
+    _mm256_blendv_ps(low, high, bit4)
+}
+
+/// `BITS` = 0: weights from the slice's values; otherwise codes of `BITS` bits into `table`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn columns<const BITS: i32>(table: &[f32], slice: &Slice, active: &Active, acc: &mut [f32]) {
+    let (ptr, entries, values) = (slice.ptr(), slice.entries(), slice.values());
+    let code_mask = _mm256_set1_epi32((1i32 << BITS) - 1);
+    let one = _mm256_set1_epi32(1);
+    let last_lane = _mm256_set1_epi32(7);
+    let mut blocks = [_mm256_setzero_ps(); 4];
+    if BITS == 4 || BITS == 5 {
+        for (b, block) in blocks.iter_mut().enumerate().take(1usize << (BITS - 3)) {
+            // SAFETY: the table holds 2^BITS = 16 or 32 entries, so block b's 8 lie inside.
+            *block = unsafe { _mm256_loadu_ps(table.as_ptr().add(8 * b)) };
+        }
+    }
+    let mut rows_out = [0u32; 8];
+    let mut prods = [0.0f32; 8];
+    for (&j, &a) in active.index.iter().zip(&active.value) {
+        let start = ptr[j as usize] as usize;
+        let end = ptr[j as usize + 1] as usize;
+        let av = _mm256_set1_ps(a);
+        let mut base = _mm256_set1_epi32(-1);
+        let mut k = start;
+        while k < end {
+            let n = (end - k).min(8);
+            let mut chunk = [0u16; 8];
+            chunk[..n].copy_from_slice(&entries[k..k + n]);
+            let mut weights = [0.0f32; 8];
+            if BITS == 0 {
+                weights[..n].copy_from_slice(&values[k..k + n]);
+            }
+            // SAFETY: loads read the local 8-element arrays; the gather reads `table` at codes
+            // below 2^BITS (the code mask), inside the table.
+            unsafe {
+                let e = _mm256_cvtepu16_epi32(_mm_loadu_si128(chunk.as_ptr() as *const __m128i));
+                let steps = _mm256_add_epi32(_mm256_srli_epi32::<BITS>(e), one);
+                let rows = _mm256_add_epi32(base, prefix_sum(steps));
+                base = _mm256_permutevar8x32_epi32(rows, last_lane);
+                let codes = _mm256_and_si256(e, code_mask);
+                let w = match BITS {
+                    0 => _mm256_loadu_ps(weights.as_ptr()),
+                    4 | 5 => lookup::<BITS>(&blocks, codes),
+                    _ => _mm256_i32gather_ps::<4>(table.as_ptr(), codes),
+                };
+                _mm256_storeu_si256(rows_out.as_mut_ptr() as *mut __m256i, rows);
+                _mm256_storeu_ps(prods.as_mut_ptr(), _mm256_mul_ps(w, av));
+            }
+            for (&r, &p) in rows_out[..n].iter().zip(&prods[..n]) {
+                acc[r as usize] += p;
+            }
+            k += n;
+        }
+    }
+}
+
+/// Dense columns, 8 rows at a time: `acc += column_j · a_j` (multiply, then add).
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dense(slice: &Slice, active: &Active, acc: &mut [f32]) {
+    let local = acc.len();
+    let values = slice.values();
+    let body = local - local % 8;
+    for (&j, &a) in active.index.iter().zip(&active.value) {
+        let column = &values[j as usize * local..(j as usize + 1) * local];
+        let av = _mm256_set1_ps(a);
+        for r in (0..body).step_by(8) {
+            // SAFETY: r + 8 <= body <= local, the length of `column` and `acc`.
+            unsafe {
+                let w = _mm256_loadu_ps(column.as_ptr().add(r));
+                let y = _mm256_loadu_ps(acc.as_ptr().add(r));
+                _mm256_storeu_ps(
+                    acc.as_mut_ptr().add(r),
+                    _mm256_add_ps(y, _mm256_mul_ps(w, av)),
+                );
+            }
+        }
+        for (y, &w) in acc[body..].iter_mut().zip(&column[body..]) {
+            *y += w * a;
+        }
+    }
+}

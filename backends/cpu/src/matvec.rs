@@ -1,0 +1,164 @@
+//! Matrix × vector over the packed layout: threads over row slices, bias and activation fused.
+//!
+//! Contract: `y = f(W x + b)` where every output is the sum of its row's terms in increasing
+//! column order starting from zero, then the bias, then `f`: the interpreter's order, so a
+//! product equals the interpreter's `dense` (then its activation) for any thread count and any
+//! kernel variant. Zero entries of `x` are skipped.
+
+use crate::CpuError;
+use crate::isa::Isa;
+use crate::kernels::{self, Active};
+use crate::layout::PackedMatrix;
+use rayon::prelude::*;
+
+/// How kernels run: which instruction set, and how many threads.
+#[derive(Debug)]
+pub struct Runtime {
+    isa: Isa,
+    threads: usize,
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl Runtime {
+    /// A runtime with `threads` worker threads (1: the caller's thread only) using `isa`, which
+    /// must be supported by this machine.
+    pub fn new(isa: Isa, threads: usize) -> Result<Runtime, CpuError> {
+        if !isa.is_supported() {
+            return Err(CpuError::UnsupportedIsa(isa));
+        }
+        let threads = threads.max(1);
+        let pool = if threads > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .thread_name(|i| format!("sprig-cpu-{i}"))
+                    .build()
+                    .map_err(|e| CpuError::Threads(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        Ok(Runtime { isa, threads, pool })
+    }
+
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `f(i)` for `i in 0..n`, spread over the pool's threads, and collects the results.
+    pub fn map<T: Send>(&self, n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+        match &self.pool {
+            Some(pool) if n > 1 => pool.install(|| (0..n).into_par_iter().map(f).collect()),
+            _ => (0..n).map(f).collect(),
+        }
+    }
+}
+
+/// The activation applied to each output after the bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    Identity,
+    Relu,
+}
+
+impl Activation {
+    #[inline]
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            Activation::Identity => v,
+            Activation::Relu => {
+                if v < 0.0 {
+                    0.0
+                } else {
+                    v
+                }
+            }
+        }
+    }
+}
+
+impl PackedMatrix {
+    /// `y = act(W x + bias)`. Panics when `x`, `y` or `bias` do not match the matrix's shape.
+    pub fn matvec(
+        &self,
+        rt: &Runtime,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        act: Activation,
+        y: &mut [f32],
+    ) {
+        let mut active = Active::default();
+        active.gather(x);
+        self.matvec_active(rt, &active, bias, act, y);
+    }
+
+    /// [`PackedMatrix::matvec`] with the non-zero inputs already collected.
+    pub fn matvec_active(
+        &self,
+        rt: &Runtime,
+        active: &Active,
+        bias: Option<&[f32]>,
+        act: Activation,
+        y: &mut [f32],
+    ) {
+        assert_eq!(y.len(), self.rows(), "one output per row");
+        assert!(
+            bias.is_none_or(|b| b.len() == self.rows()),
+            "one bias per row"
+        );
+        let slices = self.slices();
+        let finish = |s: usize, acc: &mut [f32]| {
+            for (v, &r) in acc.iter_mut().zip(slices[s].rows()) {
+                let b = bias.map_or(0.0, |b| b[r as usize]);
+                *v = act.apply(if bias.is_some() { *v + b } else { *v });
+            }
+        };
+        if slices.len() == 1 && slices[0].rows().len() == y.len() {
+            // One slice holds every row in order: accumulate in place.
+            y.fill(0.0);
+            kernels::accumulate(rt.isa, self, 0, active, y);
+            finish(0, y);
+            return;
+        }
+        let parts = rt.map(slices.len(), |s| {
+            let mut acc = vec![0.0f32; slices[s].rows().len()];
+            kernels::accumulate(rt.isa, self, s, active, &mut acc);
+            finish(s, &mut acc);
+            acc
+        });
+        for (s, part) in parts.iter().enumerate() {
+            for (&v, &r) in part.iter().zip(slices[s].rows()) {
+                y[r as usize] = v;
+            }
+        }
+    }
+
+    /// `out = act(W x + bias)` with only this thread, every slice in turn; `acc` is scratch.
+    pub fn matvec_serial(
+        &self,
+        isa: Isa,
+        active: &Active,
+        bias: Option<&[f32]>,
+        act: Activation,
+        out: &mut [f32],
+        acc: &mut Vec<f32>,
+    ) {
+        assert_eq!(out.len(), self.rows(), "one output per row");
+        for (s, slice) in self.slices().iter().enumerate() {
+            acc.clear();
+            acc.resize(slice.rows().len(), 0.0);
+            kernels::accumulate(isa, self, s, active, acc);
+            for (&v, &r) in acc.iter().zip(slice.rows()) {
+                let v = match bias {
+                    Some(b) => v + b[r as usize],
+                    None => v,
+                };
+                out[r as usize] = act.apply(v);
+            }
+        }
+    }
+}

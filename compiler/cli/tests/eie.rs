@@ -1,0 +1,207 @@
+//! `sprig compile --target eie` and `sprig disasm` on the command line: the per-layer report and
+//! its JSON, deterministic programs, `--pes`, the listing, and the errors of a corrupted program,
+//! an unsupported model and a misused option.
+
+mod common;
+
+use common::{sprig, stderr, stdout};
+use std::path::Path;
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}
+
+#[test]
+fn compile_eie_writes_a_program_with_a_report_that_disasm_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("lenet.eie");
+    let json = dir.path().join("report.json");
+    let out = sprig(&[
+        "compile",
+        "examples/lenet_300_100.sprig",
+        "--target",
+        "eie",
+        "-o",
+        path_str(&program),
+        "--report-json",
+        path_str(&json),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for column in [
+        "layer",
+        "rows×cols",
+        "tiles",
+        "padding",
+        "PE max/mean",
+        "w·a→o",
+        "bytes",
+    ] {
+        assert!(text.contains(column), "{text}");
+    }
+    assert!(text.contains("ip1.weight"), "{text}");
+    assert!(text.contains("the host applies softmax to `y`"), "{text}");
+    let bytes = std::fs::read(&program).unwrap();
+    assert!(text.contains(&format!("({} bytes)", bytes.len())), "{text}");
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["target"], "eie");
+    assert_eq!(report["pes"].as_u64(), Some(64));
+    assert_eq!(
+        report["total"]["program_bytes"].as_u64(),
+        Some(bytes.len() as u64)
+    );
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    assert_eq!(layers[0]["shape"], serde_json::json!([300, 784]));
+    for key in [
+        "name",
+        "nonzeros",
+        "density",
+        "tiles",
+        "padding_entries",
+        "pe_max_entries",
+        "pe_mean_entries",
+        "weight_frac",
+        "input_frac",
+        "output_frac",
+        "bytes",
+    ] {
+        assert!(
+            layers[0].get(key).is_some(),
+            "{key} missing from {}",
+            layers[0]
+        );
+    }
+
+    // Same model and options, same bytes; another PE count, another program.
+    let again = dir.path().join("again.eie");
+    let out = sprig(&[
+        "compile",
+        "examples/lenet_300_100.sprig",
+        "--target",
+        "eie",
+        "-o",
+        path_str(&again),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&again).unwrap(), bytes);
+
+    let out = sprig(&["disasm", path_str(&program)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listing = stdout(&out);
+    assert!(
+        listing.starts_with("; EIE program `lenet_300_100`: 64 PEs"),
+        "{listing}"
+    );
+    assert!(listing.contains("configure"), "{listing}");
+    assert!(listing.trim_end().ends_with("halt"), "{listing}");
+
+    let eight = dir.path().join("eight.eie");
+    let out = sprig(&[
+        "compile",
+        "examples/lenet_300_100.sprig",
+        "--target",
+        "eie",
+        "--pes",
+        "8",
+        "-o",
+        path_str(&eight),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = sprig(&["disasm", path_str(&eight)]);
+    assert!(stdout(&out).starts_with("; EIE program `lenet_300_100`: 8 PEs"));
+}
+
+#[test]
+fn disasm_names_the_byte_offset_of_a_corrupted_program() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("mlp.eie");
+    let out = sprig(&[
+        "compile",
+        "tests/cases/eie/mlp.sprig",
+        "--target",
+        "eie",
+        "--pes",
+        "4",
+        "-o",
+        path_str(&program),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let mut bytes = std::fs::read(&program).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x10;
+    let broken = dir.path().join("broken.eie");
+    std::fs::write(&broken, &bytes).unwrap();
+    let out = sprig(&["disasm", path_str(&broken)]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.contains("broken.eie: byte 12: checksum mismatch"),
+        "{message}"
+    );
+
+    std::fs::write(&broken, &bytes[..7]).unwrap();
+    let out = sprig(&["disasm", path_str(&broken)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("byte 6: truncated flags"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn compile_eie_refuses_what_it_cannot_lower() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("x.eie");
+    // --pes belongs to the eie preset.
+    let out = sprig(&[
+        "compile",
+        "examples/lenet_300_100.sprig",
+        "--target",
+        "eie",
+        "--passes",
+        "prune(quality=1.7)",
+        "--pes",
+        "8",
+        "-o",
+        path_str(&out_path),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--pes sets the eie preset's PE count"),
+        "{}",
+        stderr(&out)
+    );
+    // A pipeline that does not quantize leaves nothing EIE can store.
+    let out = sprig(&[
+        "compile",
+        "examples/lenet_300_100.sprig",
+        "--target",
+        "eie",
+        "--passes",
+        "prune(quality=1.7), partition(pes=4)",
+        "-o",
+        path_str(&out_path),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("@ip1.weight is not quantized"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!out_path.exists());
+    let out = sprig(&[
+        "compile",
+        "examples/lenet_300_100.sprig",
+        "--target",
+        "eie",
+        "--pes",
+        "300",
+        "-o",
+        path_str(&out_path),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "--pes is 1-256");
+}

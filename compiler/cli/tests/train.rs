@@ -55,7 +55,10 @@ fn eval_gives_the_same_accuracy_on_the_interpreter_and_the_cpu_engine() {
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
         assert_eq!(v["engine"].as_str(), Some(engine));
-        (v["accuracy"].as_f64().unwrap(), v["top5_accuracy"].as_f64().unwrap())
+        (
+            v["accuracy"].as_f64().unwrap(),
+            v["top5_accuracy"].as_f64().unwrap(),
+        )
     };
     assert_eq!(eval("interp"), eval("cpu"));
 }

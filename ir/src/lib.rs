@@ -27,4 +27,4 @@ pub use print::print;
 pub use tensor::Tensor;
 pub use types::{DType, Shape, Span, TensorType};
 pub use verify::{GraphInfo, Location, VerifyError, verify};
-pub use weights::{Distribution, RandomInit, Weight, WeightId, WeightInit, Weights};
+pub use weights::{Distribution, RandomInit, Weight, WeightId, WeightInit, Weights, same_bits};

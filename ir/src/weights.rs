@@ -290,7 +290,8 @@ impl fmt::Debug for Weight {
     }
 }
 
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
+/// Whether two value slices are equal bit for bit (so NaNs and signed zeros count).
+pub fn same_bits(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 

@@ -347,10 +347,22 @@ pub fn report_table(report: &SizeReport) -> String {
 
 /// `--target eie`: stack unquantized LSTMs, compress (the eie preset with `--pes`, unless a
 /// pipeline is given), lower to a program, write it atomically and print the per-layer report.
+/// Loads a model for the EIE target: every LSTM stacked into one product per time step (see
+/// `sprig_eie::lower::stack_lstms`), then verified again.
+pub(crate) fn load_stacked(path: &std::path::Path) -> anyhow::Result<sprig_front::Parsed> {
+    let sprig_front::Parsed { mut graph, info } = crate::load(path)?;
+    if sprig_eie::lower::stack_lstms(&mut graph).is_empty() {
+        return Ok(sprig_front::Parsed { graph, info });
+    }
+    let info = sprig_ir::verify(&graph).map_err(|errors| {
+        let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+        InputError(format!("error: {}: {}", path.display(), text.join("; ")))
+    })?;
+    Ok(sprig_front::Parsed { graph, info })
+}
+
 fn run_eie(mut args: CompileArgs) -> anyhow::Result<()> {
-    use sprig_eie::lower::{
-        LowerOptions, check_supported, eie_pipeline, lower, pipeline_text, stack_lstms,
-    };
+    use sprig_eie::lower::{LowerOptions, check_supported, eie_pipeline, lower, pipeline_text};
     let model = args.model.display().to_string();
     let input_error = |e: &dyn std::fmt::Display| InputError(format!("error: {model}: {e}"));
     if args.eval_data.is_some() || args.plots.is_some() || args.training.active() {
@@ -359,15 +371,7 @@ fn run_eie(mut args: CompileArgs) -> anyhow::Result<()> {
         )
         .into());
     }
-    let sprig_front::Parsed { mut graph, info } = crate::load(&args.model)?;
-    let info = if stack_lstms(&mut graph).is_empty() {
-        info
-    } else {
-        sprig_ir::verify(&graph).map_err(|errors| {
-            let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-            input_error(&text.join("; "))
-        })?
-    };
+    let sprig_front::Parsed { graph, info } = load_stacked(&args.model)?;
     check_supported(&graph, &info).map_err(|e| input_error(&e))?;
     let explicit = args.pipeline.passes.is_some()
         || args.pipeline.preset.as_deref().is_some_and(|p| p != "eie");

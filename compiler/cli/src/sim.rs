@@ -94,18 +94,10 @@ fn read_source(path: &Path) -> anyhow::Result<Source> {
 /// Compresses and lowers a model for `pes` PEs with the eie preset, as
 /// `sprig compile --target eie --pes N` does.
 fn lower_model(path: &Path, pes: usize) -> anyhow::Result<Program> {
-    use sprig_eie::lower::{LowerOptions, eie_pipeline, lower, pipeline_text, stack_lstms};
+    use sprig_eie::lower::{LowerOptions, eie_pipeline, lower, pipeline_text};
     let model = path.display().to_string();
     let fail = |e: &dyn std::fmt::Display| input_error(format!("{model}: {e}"));
-    let sprig_front::Parsed { mut graph, info } = crate::load(path)?;
-    let info = if stack_lstms(&mut graph).is_empty() {
-        info
-    } else {
-        sprig_ir::verify(&graph).map_err(|errors| {
-            let text: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
-            fail(&text.join("; "))
-        })?
-    };
+    let sprig_front::Parsed { graph, info } = crate::compile::load_stacked(path)?;
     let pipeline = eie_pipeline(&graph, &info, pes).map_err(|e| fail(&e))?;
     let args = PipelineArgs {
         passes: Some(pipeline_text(&pipeline)),

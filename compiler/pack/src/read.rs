@@ -331,13 +331,7 @@ impl StoredValues {
     fn same_bits(&self, values: &[f32]) -> bool {
         match self {
             StoredValues::Generated => true,
-            StoredValues::Dense(stored) => {
-                stored.len() == values.len()
-                    && stored
-                        .iter()
-                        .zip(values)
-                        .all(|(a, b)| a.to_bits() == b.to_bits())
-            }
+            StoredValues::Dense(stored) => sprig_ir::same_bits(stored, values),
             StoredValues::Sparse {
                 len,
                 positions,

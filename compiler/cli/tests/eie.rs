@@ -205,3 +205,92 @@ fn compile_eie_refuses_what_it_cannot_lower() {
     ]);
     assert_eq!(out.status.code(), Some(2), "--pes is 1-256");
 }
+
+const DIGITS: &str = "npz:tests/data/mnist_test_1000.npz";
+
+/// `sprig eval --json` on the bundled digits: (accuracy, status, stderr).
+fn eval(model: &str, engine: &str, extra: &[&str]) -> (Option<f64>, Option<i32>, String) {
+    let mut args = vec![
+        "eval",
+        model,
+        "--dataset",
+        DIGITS,
+        "--engine",
+        engine,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = sprig(&args);
+    let accuracy = serde_json::from_str::<serde_json::Value>(&stdout(&out))
+        .ok()
+        .and_then(|v| v["accuracy"].as_f64());
+    (accuracy, out.status.code(), stderr(&out))
+}
+
+#[test]
+fn eval_on_the_eie_simulator_matches_the_interpreter_on_the_same_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let artifact = dir.path().join("lenet.sprigpack");
+    let program = dir.path().join("lenet.eie");
+    // EIE's storage: 4-bit codes with code 0 for zero, partitioned over 16 PEs.
+    let passes = "prune(quality=1.0), partition(pes=16), quantize(bits=4, zero_code=true)";
+    let out = sprig(&[
+        "compile",
+        "examples/lenet_300_100.sprig",
+        "--target",
+        "cpu",
+        "--passes",
+        passes,
+        "-o",
+        path_str(&artifact),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let (interp, code, err) = eval(path_str(&artifact), "interp", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (eie, code, err) = eval(path_str(&artifact), "eie", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let (interp, eie) = (interp.unwrap(), eie.unwrap());
+    assert!(interp > 0.9, "interpreter accuracy {interp}");
+    // 16-bit fixed point changes at most a couple of the 1000 argmaxes.
+    assert!(
+        (interp - eie).abs() <= 0.002 + 1e-9,
+        "interpreter {interp} vs EIE {eie}"
+    );
+
+    // A program lowered by `compile --target eie` evaluates as it is; its activation formats
+    // come from seeded calibration inputs rather than digits, so it may round differently.
+    let out = sprig(&[
+        "compile",
+        path_str(&artifact),
+        "--target",
+        "eie",
+        "--passes",
+        "partition(pes=16)",
+        "-o",
+        path_str(&program),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (from_program, code, err) = eval(path_str(&program), "eie", &[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        (interp - from_program.unwrap()).abs() <= 0.01,
+        "interpreter {interp} vs program {from_program:?}"
+    );
+    let (_, code, err) = eval(path_str(&program), "interp", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("runs only on --engine eie"), "{err}");
+}
+
+#[test]
+fn eval_on_the_eie_simulator_refuses_uncompressed_weights() {
+    let (_, code, err) = eval("examples/lenet_300_100.sprig", "eie", &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("examples/lenet_300_100.sprig") && err.contains("is not quantized"),
+        "{err}"
+    );
+    let (_, code, err) = eval("examples/lenet_300_100.sprig", "interp", &["--pes", "8"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("apply to --engine eie"), "{err}");
+}

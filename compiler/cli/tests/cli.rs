@@ -2,12 +2,12 @@
 
 mod common;
 
-use common::{root, sprig, stderr, stdout};
+use common::{assert_fails_with, assert_succeeds, root, sprig, stderr, stdout};
 
 #[test]
 fn check_summarises_a_valid_model() {
     let out = sprig(&["check", "examples/vgg16.sprig"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let text = stdout(&out);
     assert!(text.starts_with("vgg16: ok"), "{text}");
     assert!(text.contains("138,357,544 parameters"), "{text}");
@@ -30,19 +30,9 @@ fn malformed_models_exit_1_with_located_diagnostics() {
 #[test]
 fn unreadable_and_binary_models_exit_1() {
     let out = sprig(&["check", "no/such/model.sprig"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no/such/model.sprig"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_with(&out, "no/such/model.sprig");
     let out = sprig(&["check", "examples/lenet_300_100.safetensors"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("not a sprig text description"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_with(&out, "not a sprig text description");
 }
 
 #[test]
@@ -71,14 +61,14 @@ fn dump_text_reads_back_and_json_and_dot_are_well_formed() {
         "-o",
         text_path.to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let original =
         sprig_front::load_model(&root().join("examples/eie/alex7.sprig")).expect("loads");
     let dumped = sprig_front::load_model(&text_path).expect("dump reads back");
     assert_eq!(dumped.graph, original.graph);
 
     let out = sprig(&["dump", "examples/lenet5.sprig", "--format", "json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("valid JSON");
     assert_eq!(json["network"], "lenet5");
     assert_eq!(json["parameters"], 431_080);
@@ -108,7 +98,7 @@ fn run_writes_outputs_and_batches() {
         out_path.to_str().expect("utf-8"),
     ]);
     // The archive holds x and y: with two arrays and one input named `x`, `x` is taken by name.
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let y = sprig_front::files::read_npy(&out_path).expect("output written");
     assert_eq!(y.dims(), &[1000, 10]);
     for row in y.data.chunks(10) {
@@ -122,7 +112,7 @@ fn run_writes_outputs_and_batches() {
         "--input",
         "random:density=0.5,seed=3",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     assert!(stdout(&out).starts_with("y : f32[600]"), "{}", stdout(&out));
 }
 
@@ -164,7 +154,7 @@ fn dump_runs_pipelines_and_stops_after_any_pass() {
         "-v",
         "--time-passes",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let (text, err) = (stdout(&out), stderr(&out));
     assert!(
         err.contains("prune:") && err.contains("quantize:") && err.contains("huffman:"),
@@ -188,7 +178,7 @@ fn dump_runs_pipelines_and_stops_after_any_pass() {
         "--stop-after",
         "quantize",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     assert!(stdout(&out).contains("shared(5 bits"));
     assert!(!stdout(&out).contains("huffman("));
 
@@ -203,14 +193,9 @@ fn dump_runs_pipelines_and_stops_after_any_pass() {
         "-o",
         small.to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let out = sprig(&["check", small.to_str().expect("utf-8")]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("--save-weights FILE or --full"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_with(&out, "--save-weights FILE or --full");
     let out = sprig(&[
         "dump",
         "examples/lenet5.sprig",
@@ -220,7 +205,7 @@ fn dump_runs_pipelines_and_stops_after_any_pass() {
         "-o",
         small.to_str().expect("utf-8"),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     assert_eq!(
         sprig(&["check", small.to_str().expect("utf-8")])
             .status

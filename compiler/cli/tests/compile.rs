@@ -3,13 +3,7 @@
 
 mod common;
 
-use common::{sprig, stderr, stdout};
-
-use std::path::Path;
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
+use common::{assert_fails_with, assert_succeeds, path_str, sprig, stderr, stdout};
 
 #[test]
 fn compile_writes_an_artifact_that_dump_and_run_read() {
@@ -26,7 +20,7 @@ fn compile_writes_an_artifact_that_dump_and_run_read() {
         "--report-json",
         path_str(&json),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let text = stdout(&out);
     for column in [
         "layer",
@@ -89,14 +83,14 @@ fn compile_writes_an_artifact_that_dump_and_run_read() {
         "-o",
         path_str(&again),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     assert_eq!(
         std::fs::read(&again).unwrap(),
         std::fs::read(&artifact).unwrap()
     );
 
     let out = sprig(&["check", path_str(&artifact)]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     assert!(
         stdout(&out).starts_with("lenet_300_100: ok"),
         "{}",
@@ -104,7 +98,7 @@ fn compile_writes_an_artifact_that_dump_and_run_read() {
     );
 
     let out = sprig(&["dump", path_str(&artifact)]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     assert!(
         stdout(&out).contains("huffman(3.77 b/w, 4.13 b/idx)"),
         "{}",
@@ -124,7 +118,7 @@ fn compile_writes_an_artifact_that_dump_and_run_read() {
         ];
         args.extend_from_slice(extra);
         let out = sprig(&args);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_succeeds(&out);
         std::fs::read(&y).unwrap()
     };
     let from_artifact = run(path_str(&artifact), &[]);
@@ -137,7 +131,7 @@ fn compile_writes_an_artifact_that_dump_and_run_read() {
         "-o",
         path_str(&dir.path().join("compressed.sprig")),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let from_text = run(
         path_str(&dir.path().join("compressed.sprig")),
         &["--engine", "interp"],
@@ -157,12 +151,7 @@ fn compile_rejects_what_it_cannot_do() {
         "-o",
         path_str(&out_path),
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("does not support `c1` (conv2d), `p1` (maxpool2d)"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_with(&out, "does not support `c1` (conv2d), `p1` (maxpool2d)");
     assert!(!out_path.exists());
 
     let out = sprig(&[
@@ -201,7 +190,7 @@ fn damaged_artifacts_exit_1_naming_file_and_byte() {
         "-o",
         path_str(&artifact),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let mut bytes = std::fs::read(&artifact).unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 0x40;
@@ -216,12 +205,7 @@ fn damaged_artifacts_exit_1_naming_file_and_byte() {
     }
     std::fs::write(&damaged, &bytes[..20]).unwrap();
     let out = sprig(&["run", path_str(&damaged), "--input", "random:seed=1"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("damaged.sprigpack: byte "),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_with(&out, "damaged.sprigpack: byte ");
 }
 
 /// `--plots` writes a histogram per layer and stage; `--eval-data` measures accuracy before and

@@ -4,12 +4,7 @@
 
 mod common;
 
-use common::{sprig, stderr, stdout};
-use std::path::Path;
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
+use common::{assert_fails_with, assert_succeeds, path_str, sprig, stderr, stdout};
 
 #[test]
 fn compile_eie_writes_a_program_with_a_report_that_disasm_lists() {
@@ -26,7 +21,7 @@ fn compile_eie_writes_a_program_with_a_report_that_disasm_lists() {
         "--report-json",
         path_str(&json),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let text = stdout(&out);
     for column in [
         "layer",
@@ -85,11 +80,11 @@ fn compile_eie_writes_a_program_with_a_report_that_disasm_lists() {
         "-o",
         path_str(&again),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     assert_eq!(std::fs::read(&again).unwrap(), bytes);
 
     let out = sprig(&["disasm", path_str(&program)]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let listing = stdout(&out);
     assert!(
         listing.starts_with("; EIE program `lenet_300_100`: 64 PEs"),
@@ -109,7 +104,7 @@ fn compile_eie_writes_a_program_with_a_report_that_disasm_lists() {
         "-o",
         path_str(&eight),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let out = sprig(&["disasm", path_str(&eight)]);
     assert!(stdout(&out).starts_with("; EIE program `lenet_300_100`: 8 PEs"));
 }
@@ -128,7 +123,7 @@ fn disasm_names_the_byte_offset_of_a_corrupted_program() {
         "-o",
         path_str(&program),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let mut bytes = std::fs::read(&program).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0x10;
@@ -144,12 +139,7 @@ fn disasm_names_the_byte_offset_of_a_corrupted_program() {
 
     std::fs::write(&broken, &bytes[..7]).unwrap();
     let out = sprig(&["disasm", path_str(&broken)]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("byte 6: truncated flags"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_with(&out, "byte 6: truncated flags");
 }
 
 #[test]
@@ -169,12 +159,7 @@ fn compile_eie_refuses_what_it_cannot_lower() {
         "-o",
         path_str(&out_path),
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("--pes sets the eie preset's PE count"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_with(&out, "--pes sets the eie preset's PE count");
     // A pipeline that does not quantize leaves nothing EIE can store.
     let out = sprig(&[
         "compile",
@@ -186,12 +171,7 @@ fn compile_eie_refuses_what_it_cannot_lower() {
         "-o",
         path_str(&out_path),
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("@ip1.weight is not quantized"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_with(&out, "@ip1.weight is not quantized");
     assert!(!out_path.exists());
     let out = sprig(&[
         "compile",
@@ -244,7 +224,7 @@ fn eval_on_the_eie_simulator_matches_the_interpreter_on_the_same_weights() {
         "-o",
         path_str(&artifact),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
 
     let (interp, code, err) = eval(path_str(&artifact), "interp", &[]);
     assert_eq!(code, Some(0), "{err}");
@@ -270,7 +250,7 @@ fn eval_on_the_eie_simulator_matches_the_interpreter_on_the_same_weights() {
         "-o",
         path_str(&program),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let (from_program, code, err) = eval(path_str(&program), "eie", &[]);
     assert_eq!(code, Some(0), "{err}");
     assert!(

@@ -4,12 +4,7 @@
 
 mod common;
 
-use common::{sprig, stderr, stdout};
-use std::path::Path;
-
-fn path_str(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
+use common::{assert_fails_with, assert_succeeds, path_str, sprig, stdout};
 
 #[test]
 fn sim_runs_a_compiled_program_and_reports() {
@@ -25,13 +20,13 @@ fn sim_runs_a_compiled_program_and_reports() {
         "-o",
         path_str(&program),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let p = path_str(&program);
     let input = "random:density=0.5,seed=1";
 
     // The JSON report, with DESIGN's keys.
     let out = sprig(&["sim", p, "--input", input, "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let total = &report["total"];
     for key in [
@@ -57,7 +52,7 @@ fn sim_runs_a_compiled_program_and_reports() {
     // The table, outputs saved, same numbers on a second run.
     let npy = dir.path().join("y.npy");
     let out = sprig(&["sim", p, "--input", input, "-o", path_str(&npy)]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let text = stdout(&out);
     assert!(
         text.contains("load balance") && text.contains("ip1"),
@@ -69,12 +64,12 @@ fn sim_runs_a_compiled_program_and_reports() {
     // A trace of every cycle.
     let csv = dir.path().join("trace.csv");
     let out = sprig(&["sim", p, "--input", input, "--trace", path_str(&csv)]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let trace = std::fs::read_to_string(&csv).unwrap();
     assert!(trace.starts_with("cycle,layer,unit,state,column,row,fifo\n"));
     let chrome = dir.path().join("trace.json");
     let out = sprig(&["sim", p, "--input", input, "--trace", path_str(&chrome)]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&chrome).unwrap()).unwrap();
     assert!(json["traceEvents"].as_array().unwrap().len() > 17);
@@ -91,7 +86,7 @@ fn sim_runs_a_compiled_program_and_reports() {
         "--plot",
         path_str(&svg),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let text = stdout(&out);
     assert_eq!(
         text.lines().filter(|l| l.contains("ip2")).count(),
@@ -108,22 +103,15 @@ fn sim_runs_a_compiled_program_and_reports() {
 
     // A program lowered for 16 PEs does not run on 64; a PE sweep needs the model.
     let out = sprig(&["sim", p, "--input", input, "--pes", "64"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("lowered for 16 PEs"),
-        "{}",
-        stderr(&out)
-    );
+    assert_fails_with(&out, "lowered for 16 PEs");
     let out = sprig(&["sim", p, "--input", input, "--sweep", "pes=1,2"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("needs the model"), "{}", stderr(&out));
+    assert_fails_with(&out, "needs the model");
 
     // A bad energy file names the file and the place.
     let energy = dir.path().join("energy.json");
     std::fs::write(&energy, "{\n  \"multiply_pj\": \"x\"\n}\n").unwrap();
     let out = sprig(&["sim", p, "--input", input, "--energy", path_str(&energy)]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("energy.json:2:"), "{}", stderr(&out));
+    assert_fails_with(&out, "energy.json:2:");
     std::fs::write(&energy, "{\"multiply_pj\": 0.0, \"add_pj\": 0.0}").unwrap();
     let out = sprig(&[
         "sim",
@@ -134,7 +122,7 @@ fn sim_runs_a_compiled_program_and_reports() {
         "--energy",
         path_str(&energy),
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let cheaper: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert!(cheaper["total"]["energy_uj"].as_f64().unwrap() < total["energy_uj"].as_f64().unwrap());
 }
@@ -152,7 +140,7 @@ fn sim_lowers_a_model_and_refuses_oversized_traces() {
         "pes=4,16",
         "--json",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_succeeds(&out);
     let sweep: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let runs = sweep["sweep"].as_array().unwrap();
     assert_eq!(runs.len(), 2);
@@ -175,7 +163,6 @@ fn sim_lowers_a_model_and_refuses_oversized_traces() {
         "--trace-limit",
         "1000",
     ]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("above the limit"), "{}", stderr(&out));
+    assert_fails_with(&out, "above the limit");
     assert!(!trace.exists());
 }

@@ -44,7 +44,8 @@
 //!   n > 0: m_k = max(r_k + L, m_free); m_free = m_k + n; ptr_free = m_k; e_k = m_k + n
 //!   f_k = max(f_{k-1}, e_k)                                (its slot is free from f_k on)
 
-use sprig_eie::isa::mac;
+use sprig_eie::isa::shift_round;
+use std::ops::Range;
 
 /// One PE's share of a loaded tile: its column pointers (relative to `matrix_base`) and the
 /// entries they index.
@@ -53,8 +54,12 @@ pub struct PeSlice<'a> {
     /// p[0..=cols]; column j's entries are `entries[p[j]..p[j+1]]`.
     pub pointers: &'a [u16],
     /// The PE's sparse-matrix memory from `matrix_base` on: low nibble = weight code, high
-    /// nibble = zeros before the entry.
+    /// nibble = zeros before the entry. It reaches at least as far as every pointer of the tile
+    /// that is within `available` (it may stop before `available`).
     pub entries: &'a [u8],
+    /// Entries the PE's memory holds from `matrix_base` on: a column whose end pointer exceeds
+    /// it faults.
+    pub available: usize,
     /// Where `entries[0]` sits in the PE's sparse-matrix SRAM (entry address), for read counting.
     pub matrix_base: u32,
 }
@@ -188,13 +193,13 @@ pub fn check_column(
     rows: u32,
 ) -> Result<(usize, usize), Fault> {
     let (start, end) = (slice.pointers[column], slice.pointers[column + 1]);
-    if start > end || usize::from(end) > slice.entries.len() {
+    if start > end || usize::from(end) > slice.available {
         return Err(Fault::PointerRange {
             pe,
             column,
             start,
             end,
-            available: slice.entries.len(),
+            available: slice.available,
         });
     }
     let (start, end) = (usize::from(start), usize::from(end));
@@ -218,14 +223,17 @@ pub fn check_column(
 /// The per-(broadcast, PE) facts the timing pass needs from the data pass: the column's entry
 /// count (low 16 bits) and three row-equality flags for the bypass (bit 16: the column's first
 /// entry addresses the row of the PE's last issued entry; bit 17: of its second-to-last; bit 18:
-/// the column's second entry addresses the row of the last issued entry).
+/// the column's second entry addresses the row of the last issued entry). A flag implies that
+/// the PE issued the entries it compares with (rows of entries never equal `u32::MAX`, the
+/// "none yet" row).
 const FIRST_IS_LAST: u32 = 1 << 16;
 const FIRST_IS_SECOND: u32 = 1 << 17;
 const SECOND_IS_LAST: u32 = 1 << 18;
+const COUNT_MASK: u32 = 0xFFFF;
 
 /// The fault the machine meets first: broadcast order, then PE order.
-fn first_fault(tile: &Tile<'_>, nonzero: &[(u32, i16)], rows: &[u32], found: Fault) -> Fault {
-    for &(j, _) in nonzero {
+fn first_fault(tile: &Tile<'_>, columns: &[u32], rows: &[u32], found: Fault) -> Fault {
+    for &j in columns {
         for (p, slice) in tile.pes.iter().enumerate() {
             if let Err(fault) = check_column(slice, p, j as usize, rows[p]) {
                 return fault;
@@ -235,203 +243,215 @@ fn first_fault(tile: &Tile<'_>, nonzero: &[(u32, i16)], rows: &[u32], found: Fau
     found
 }
 
+/// Entries of `entries` whose code (low nibble) is 0, i.e. padding.
+pub fn zero_codes(entries: &[u8]) -> u64 {
+    // A byte counter per vector lane, summed before it can wrap.
+    entries
+        .chunks(usize::from(u8::MAX))
+        .map(|chunk| {
+            let zeros = chunk
+                .iter()
+                .fold(0u8, |n, &e| n.wrapping_add(u8::from(e & 15 == 0)));
+            u64::from(zeros)
+        })
+        .sum()
+}
+
+/// Working memory of `run_tile`, kept between runs so that a program's runs reuse it.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// Broadcast columns, in order.
+    columns: Vec<u32>,
+    /// Per broadcast, the addend of each code: `shift_round(codebook[c] * a, shift)`, 0 for code 0.
+    addends: Vec<[i32; 16]>,
+    /// Per (broadcast of the current block, PE), `k * pes + p`: entry count and bypass flags.
+    work: Vec<u32>,
+    /// Accumulators PE by PE (`p * stride + local row`).
+    local_acc: Vec<i32>,
+    rows: Vec<u32>,
+    walks: Vec<PeWalk>,
+    pe_state: PeTimingState,
+    slot_ring: Vec<u32>,
+}
+
+/// Broadcasts evaluated per block by both passes.
+const BLOCK: usize = 128;
+
+/// Per-PE timing state of a run, struct of arrays. Cycles fit in 32 bits: a run's window is at
+/// most broadcasts × (2 + pointer read cycles + entries per column) < 2^14 × (2 + 64 + 2^16)
+/// < 2^31 (at most `POINTER_WORDS` - 1 columns, pointers of 16 bits, at most 64 read cycles).
+#[derive(Debug, Default)]
+struct PeTimingState {
+    /// The pointer unit is free from this cycle on.
+    ptr_free: Vec<u32>,
+    /// The matrix unit is free from this cycle on.
+    m_free: Vec<u32>,
+    /// Cycles up to which the PE has had an unfinished column queued, and how many of them.
+    cover_until: Vec<u32>,
+    cover_len: Vec<u32>,
+    busy: Vec<u32>,
+    /// Issue cycles of the PE's last and second-to-last entries (valid once the bypass flags
+    /// that compare with them can be set).
+    t_last: Vec<u32>,
+    t_second: Vec<u32>,
+}
+
+impl PeTimingState {
+    fn reset(&mut self, pes: usize) {
+        for v in [
+            &mut self.ptr_free,
+            &mut self.m_free,
+            &mut self.cover_until,
+            &mut self.cover_len,
+            &mut self.busy,
+            &mut self.t_last,
+            &mut self.t_second,
+        ] {
+            v.clear();
+            v.resize(pes, 0);
+        }
+    }
+}
+
+/// The SRAM row of an entry address: a shift when a row holds a power of two entries.
+#[derive(Clone, Copy)]
+enum SramRows {
+    Shift(u32),
+    Divide(u64),
+}
+
+impl SramRows {
+    fn new(entries_per_read: u32) -> SramRows {
+        if entries_per_read.is_power_of_two() {
+            SramRows::Shift(entries_per_read.trailing_zeros())
+        } else {
+            SramRows::Divide(u64::from(entries_per_read))
+        }
+    }
+
+    #[inline(always)]
+    fn row(self, address: u64) -> u64 {
+        match self {
+            SramRows::Shift(shift) => address >> shift,
+            SramRows::Divide(entries) => address / entries,
+        }
+    }
+}
+
 /// Runs a tile over `acts` (its source vector, `tile.cols` long), accumulating into `acc`
 /// (`tile.rows` long, in Q(of)) and adding the run's counts to `counters`. On a fault the
 /// accumulators and counters hold partial results and the machine is expected to stop.
 ///
-/// Two passes, equivalent to evaluating the machine broadcast by broadcast:
-/// 1. Data, PE by PE over the broadcast columns (each PE's pointers and entries are read as one
+/// Two passes over each block of `BLOCK` broadcasts, equivalent to evaluating the machine
+/// broadcast by broadcast:
+/// 1. Data, PE by PE over the block's columns (each PE's pointers and entries are read as one
 ///    stream): faults, the multiply-accumulates (each row still accumulates in column order, so
-///    the sums are the same), SRAM row reads, and per (broadcast, PE) the entry count and the
-///    row-equality flags of the bypass. None of these depend on timing.
-/// 2. Timing, broadcast by broadcast over the compact per-(broadcast, PE) table: the
+///    the sums are the same; with the codebook times the activation precomputed per broadcast,
+///    and without saturation checks when no sum can reach the 32-bit limits), SRAM row reads,
+///    and per (broadcast, PE) the entry count and the row-equality flags of the bypass. None of
+///    these depend on timing.
+/// 2. Timing, broadcast by broadcast over the block's compact per-(broadcast, PE) table: the
 ///    recurrences above, the per-PE cycle categories, and the bypasses (a flag counts when the
-///    issue-cycle distance it implies is at most 2).
+///    issue-cycle distance it implies is at most 2). Each broadcast updates every PE with the
+///    same branch-free arithmetic, so the PEs are evaluated side by side in vector registers.
+///
+/// A fault found in any block is reported as the first one in broadcast, then PE, order.
 pub fn run_tile(
     timing: &Timing,
     tile: &Tile<'_>,
     acts: &[i16],
     acc: &mut [i32],
     counters: &mut RunCounters,
+    scratch: &mut Scratch,
 ) -> Result<(), Fault> {
     let pes = tile.pes.len();
-    debug_assert_eq!(acts.len(), tile.cols);
-    debug_assert_eq!(acc.len(), tile.rows);
-    let rows: Vec<u32> = (0..pes)
-        .map(|p| local_rows(tile.rows, pes, p) as u32)
-        .collect();
-    let nonzero: Vec<(u32, i16)> = acts
+    assert_eq!(acts.len(), tile.cols);
+    assert_eq!(acc.len(), tile.rows);
+    scratch.rows.clear();
+    scratch
+        .rows
+        .extend((0..pes).map(|p| local_rows(tile.rows, pes, p) as u32));
+    scratch.columns.clear();
+    scratch.addends.clear();
+    for (j, &a) in acts.iter().enumerate() {
+        if a != 0 {
+            scratch.columns.push(j as u32);
+            let mut addends = [0i32; 16];
+            for (addend, &w) in addends.iter_mut().zip(&tile.codebook).skip(1) {
+                *addend = shift_round(i32::from(w) * i32::from(a), tile.shift);
+            }
+            scratch.addends.push(addends);
+        }
+    }
+    let broadcasts = scratch.columns.len();
+
+    // Accumulators PE by PE.
+    let stride = local_rows(tile.rows, pes, 0);
+    scratch.local_acc.clear();
+    scratch.local_acc.resize(pes * stride, 0);
+    for (i, &value) in acc.iter().enumerate() {
+        scratch.local_acc[(i % pes) * stride + i / pes] = value;
+    }
+
+    // No row can saturate when even |initial value| + one addend of the largest magnitude per
+    // broadcast fits (a column adds at most one entry to a row): then plain addition gives the
+    // same sums as the saturating accumulator.
+    let largest_acc = acc.iter().map(|v| i64::from(v.unsigned_abs())).max();
+    let largest_addend = scratch
+        .addends
         .iter()
-        .enumerate()
-        .filter(|(_, a)| **a != 0)
-        .map(|(j, &a)| (j as u32, a))
-        .collect();
-    let broadcasts = nonzero.len();
-    let per_read = u64::from(timing.entries_per_read);
-
-    // Pass 1: data.
-    let mut work = vec![0u32; broadcasts * pes];
-    let mut useful = 0u64;
-    let mut padding = 0u64;
-    let mut matrix_reads = 0u64;
-    for (p, slice) in tile.pes.iter().enumerate() {
-        let rows_p = rows[p];
-        let base = u64::from(slice.matrix_base);
-        let mut row_buffer = u64::MAX;
-        // Rows of the PE's last and second-to-last issued entries.
-        let (mut last, mut second) = (u32::MAX, u32::MAX);
-        for (k, &(j, a)) in nonzero.iter().enumerate() {
-            let j = j as usize;
-            let (start, end) = (slice.pointers[j], slice.pointers[j + 1]);
-            if start > end || usize::from(end) > slice.entries.len() {
-                let found = Fault::PointerRange {
-                    pe: p,
-                    column: j,
-                    start,
-                    end,
-                    available: slice.entries.len(),
-                };
-                return Err(first_fault(tile, &nonzero, &rows, found));
-            }
-            if start == end {
-                continue;
-            }
-            let (start, end) = (usize::from(start), usize::from(end));
-            let entries = &slice.entries[start..end];
-            let mut next_row = 0u32;
-            let mut rows_seen = [0u32; 2];
-            for (e_index, &e) in entries.iter().enumerate() {
-                let x = next_row + u32::from(e >> 4);
-                next_row = x + 1;
-                if e_index < 2 {
-                    rows_seen[e_index] = x;
-                }
-                let code = e & 15;
-                if code != 0 {
-                    if x >= rows_p {
-                        let found = Fault::RowRange {
-                            pe: p,
-                            column: j,
-                            address: slice.matrix_base as usize + start + e_index,
-                            row: x,
-                            rows: rows_p,
-                        };
-                        return Err(first_fault(tile, &nonzero, &rows, found));
-                    }
-                    let index = x as usize * pes + p;
-                    acc[index] = mac(acc[index], tile.codebook[usize::from(code)], a, tile.shift);
-                } else {
-                    padding += 1;
-                }
-            }
-            let n = entries.len();
-            useful += n as u64;
-            let mut cell = n as u32;
-            if rows_seen[0] == last {
-                cell |= FIRST_IS_LAST;
-            }
-            if rows_seen[0] == second {
-                cell |= FIRST_IS_SECOND;
-            }
-            if n >= 2 && rows_seen[1] == last {
-                cell |= SECOND_IS_LAST;
-            }
-            work[k * pes + p] = cell;
-            // The last two rows issued (`next_row - 1` is the last entry's row).
-            if n >= 2 {
-                let before_last = next_row - 1 - 1 - u32::from(entries[n - 1] >> 4);
-                second = before_last;
+        .flatten()
+        .map(|v| i64::from(v.unsigned_abs()))
+        .max();
+    let bound = largest_acc.unwrap_or(0) + broadcasts as i64 * largest_addend.unwrap_or(0);
+    let saturating = bound > i64::from(i32::MAX);
+    let sram_rows = SramRows::new(timing.entries_per_read);
+    scratch.walks.clear();
+    scratch.walks.resize(pes, PeWalk::default());
+    scratch.work.clear();
+    scratch.work.resize(BLOCK.min(broadcasts) * pes, 0);
+    let mut cursor = TimingCursor::new(timing, pes, scratch);
+    let mut data = Ok(DataCounts {
+        padding: 0,
+        matrix_reads: 0,
+    });
+    // Both passes a block of broadcasts at a time, so that the block's cells and addends stay
+    // in cache between them.
+    for block in (0..broadcasts).step_by(BLOCK) {
+        let block = block..(block + BLOCK).min(broadcasts);
+        let len = block.len();
+        data = data.and_then(|counts| {
+            if saturating {
+                data_pass::<true>(tile, scratch, stride, block, counts, sram_rows)
             } else {
-                second = last;
+                data_pass::<false>(tile, scratch, stride, block, counts, sram_rows)
             }
-            last = next_row - 1;
-            // SRAM rows touched, minus the one still in the buffer.
-            let first_row = (base + start as u64) / per_read;
-            let last_row = (base + end as u64 - 1) / per_read;
-            matrix_reads += last_row - first_row + 1;
-            if row_buffer == first_row {
-                matrix_reads -= 1;
-            }
-            row_buffer = last_row;
+        });
+        if data.is_err() {
+            break;
         }
+        timing_pass(&mut cursor, len, scratch);
     }
-    useful -= padding;
-
-    // Pass 2: timing.
-    let depth = timing.fifo_depth;
-    let l = timing.pointer_read_cycles;
-    let mut ptr_free = vec![0u64; pes];
-    let mut m_free = vec![0u64; pes];
-    let mut cover_until = vec![0u64; pes];
-    let mut cover_len = vec![0u64; pes];
-    let mut busy = vec![0u64; pes];
-    // Issue cycles of each PE's last and second-to-last entries (far in the past at first).
-    let mut t_last = vec![0u64; pes];
-    let mut t_second = vec![0u64; pes];
-    let mut issued_any = vec![0u8; pes];
-    // Over PEs, the cycle from which each of the last `depth` broadcasts has a free slot.
-    let mut slot_ring = vec![0u64; depth];
-    let mut bypasses = 0u64;
-    let mut prev_b: Option<u64> = None;
-    let mut window_end = 0u64;
-    for k in 0..broadcasts {
-        let earliest = prev_b.map_or(0, |b| b + 1);
-        let b = if k >= depth {
-            earliest.max(slot_ring[k % depth])
-        } else {
-            earliest
-        };
-        counters.ccu_stall_cycles += b - earliest;
-        prev_b = Some(b);
-        let row = &work[k * pes..(k + 1) * pes];
-        let mut max_free = 0u64;
-        // Struct-of-arrays state indexed by PE.
-        #[allow(clippy::needless_range_loop)]
-        for p in 0..pes {
-            let cell = row[p];
-            let n = u64::from(cell & 0xFFFF);
-            let r = (b + 1).max(ptr_free[p]);
-            let work_end = if n == 0 {
-                ptr_free[p] = r + l;
-                r + l
-            } else {
-                let m = (r + l).max(m_free[p]);
-                // Bypass: the accumulator is read 1 cycle and written 3 cycles after issue.
-                // (At most one forwarded read per entry.)
-                if (issued_any[p] >= 1 && cell & FIRST_IS_LAST != 0 && m - t_last[p] <= 2)
-                    || (issued_any[p] >= 2 && cell & FIRST_IS_SECOND != 0 && m - t_second[p] <= 2)
-                {
-                    bypasses += 1;
-                }
-                if issued_any[p] >= 1 && cell & SECOND_IS_LAST != 0 && m + 1 - t_last[p] <= 2 {
-                    bypasses += 1;
-                }
-                if n >= 2 {
-                    t_second[p] = m + n - 2;
-                    issued_any[p] = 2;
-                } else {
-                    t_second[p] = t_last[p];
-                    issued_any[p] = (issued_any[p] + 1).min(2);
-                }
-                t_last[p] = m + n - 1;
-                m_free[p] = m + n;
-                ptr_free[p] = m;
-                busy[p] += n;
-                m + n
-            };
-            if work_end > cover_until[p] {
-                cover_len[p] += work_end - (b + 1).max(cover_until[p]);
-                cover_until[p] = work_end;
-            }
-            max_free = max_free.max(cover_until[p]);
-        }
-        window_end = window_end.max(max_free);
-        slot_ring[k % depth] = max_free;
+    for (i, value) in acc.iter_mut().enumerate() {
+        *value = scratch.local_acc[(i % pes) * stride + i / pes];
     }
+    let DataCounts {
+        padding,
+        matrix_reads,
+    } = data?;
+    let TimingCursor {
+        window_end,
+        ccu_stalls,
+        bypasses,
+        ..
+    } = cursor;
+    let window_end = u64::from(window_end);
     let broadcasts = broadcasts as u64;
     counters.compute_cycles += window_end;
     counters.broadcasts += broadcasts;
-    counters.useful_macs += useful;
+    counters.ccu_stall_cycles += ccu_stalls;
+    let entries: u64 = scratch.pe_state.busy.iter().map(|&n| u64::from(n)).sum();
+    counters.useful_macs += entries - padding;
     counters.padding_macs += padding;
     counters.bypasses += bypasses;
     counters.matrix_reads += matrix_reads;
@@ -439,10 +459,403 @@ pub fn run_tile(
     counters.activation_reads += acts.len() as u64;
     counters.fifo_pushes += broadcasts * pes as u64;
     counters.fifo_pops += broadcasts * pes as u64;
+    let state = &scratch.pe_state;
     for p in 0..pes {
-        counters.busy[p] += busy[p];
-        counters.stall[p] += cover_len[p] - busy[p];
-        counters.starved[p] += window_end - cover_len[p];
+        let (busy, cover) = (u64::from(state.busy[p]), u64::from(state.cover_len[p]));
+        counters.busy[p] += busy;
+        counters.stall[p] += cover - busy;
+        counters.starved[p] += window_end - cover;
     }
     Ok(())
+}
+
+/// What the data pass counted (the entries issued are the PEs' busy cycles).
+struct DataCounts {
+    /// Padding entries issued.
+    padding: u64,
+    matrix_reads: u64,
+}
+
+/// Pass 1 of [`run_tile`] over the broadcasts `block`: fills `scratch.work` (the block's cells)
+/// and `scratch.local_acc`, and adds to `counts`; `SATURATE`: whether an accumulator could leave
+/// the 32-bit range (otherwise additions need no saturation).
+fn data_pass<const SATURATE: bool>(
+    tile: &Tile<'_>,
+    scratch: &mut Scratch,
+    stride: usize,
+    block: Range<usize>,
+    mut counts: DataCounts,
+    sram_rows: SramRows,
+) -> Result<DataCounts, Fault> {
+    let pes = tile.pes.len();
+    let Scratch {
+        columns,
+        addends,
+        work,
+        local_acc,
+        rows,
+        walks,
+        ..
+    } = scratch;
+    let work = &mut work[..block.len() * pes];
+    let (block_columns, block_addends) = (&columns[block.clone()], &addends[block]);
+    for (p, ((slice, acc), walk)) in tile
+        .pes
+        .iter()
+        .zip(local_acc.chunks_exact_mut(stride))
+        .zip(walks.iter_mut())
+        .enumerate()
+    {
+        let acc = &mut acc[..rows[p] as usize];
+        assert_eq!(slice.pointers.len(), tile.cols + 1);
+        let walked = walk_pe::<SATURATE>(
+            slice,
+            acc,
+            walk,
+            block_columns,
+            block_addends,
+            work,
+            p,
+            pes,
+            sram_rows,
+        );
+        if let Err(found) = walked {
+            return Err(first_fault(tile, columns, rows, found));
+        }
+    }
+    for walk in walks.iter_mut() {
+        counts.padding += std::mem::take(&mut walk.padding);
+        counts.matrix_reads += std::mem::take(&mut walk.matrix_reads);
+    }
+    Ok(counts)
+}
+
+/// A PE's walk between blocks of broadcasts.
+#[derive(Clone, Copy, Debug)]
+struct PeWalk {
+    /// Rows of the PE's last and second-to-last issued entries (`u32::MAX`: none yet).
+    last: u32,
+    second: u32,
+    /// The SRAM row in the PE's row buffer (`u64::MAX`: none yet).
+    row_buffer: u64,
+    /// Padding entries issued and SRAM rows read, since the counts were last collected.
+    padding: u64,
+    matrix_reads: u64,
+}
+
+impl Default for PeWalk {
+    fn default() -> Self {
+        PeWalk {
+            last: u32::MAX,
+            second: u32::MAX,
+            row_buffer: u64::MAX,
+            padding: 0,
+            matrix_reads: 0,
+        }
+    }
+}
+
+/// One PE's share of pass 1 over a block: walks its columns in broadcast order, accumulating
+/// into `acc` (its local rows) and writing its cells `work[k * pes + pe]` (k within the block).
+/// Every column of `columns` is below `slice.pointers.len() - 1`, and `work` holds
+/// `columns.len() * pes` cells.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn walk_pe<const SATURATE: bool>(
+    slice: &PeSlice<'_>,
+    acc: &mut [i32],
+    walk: &mut PeWalk,
+    columns: &[u32],
+    addends: &[[i32; 16]],
+    work: &mut [u32],
+    pe: usize,
+    pes: usize,
+    sram_rows: SramRows,
+) -> Result<(), Fault> {
+    let (pointers, entries) = (slice.pointers, slice.entries);
+    assert!(pe < pes && work.len() == columns.len() * pes);
+    debug_assert!(columns.iter().all(|&j| (j as usize) < pointers.len() - 1));
+    let rows = acc.len() as u32;
+    let PeWalk {
+        mut last,
+        mut second,
+        mut row_buffer,
+        mut padding,
+        mut matrix_reads,
+    } = *walk;
+    let mut cell_index = pe;
+    for (&j, addend) in columns.iter().zip(addends) {
+        let j = j as usize;
+        let cell = cell_index;
+        cell_index += pes;
+        // SAFETY: `j + 1 < pointers.len()` (the contract above, established by `run_tile`).
+        let (start, end) = unsafe { (*pointers.get_unchecked(j), *pointers.get_unchecked(j + 1)) };
+        // `entries` reaches every end pointer within `available` and no further, so a column
+        // past it is one past the memory.
+        let Some(column) = entries
+            .get(usize::from(start)..usize::from(end))
+            .filter(|_| start < end)
+        else {
+            if start == end && usize::from(end) <= slice.available {
+                // SAFETY: as below.
+                unsafe { *work.get_unchecked_mut(cell) = 0 };
+                continue;
+            }
+            return Err(Fault::PointerRange {
+                pe,
+                column: j,
+                start,
+                end,
+                available: slice.available,
+            });
+        };
+        let ColumnWalk {
+            next_row,
+            zero_codes,
+            out_of_range,
+        } = walk_column::<SATURATE>(column, acc, addend);
+        if out_of_range {
+            // `check_column` walks the column again to name the first such entry.
+            return Err(check_column(slice, pe, j, rows)
+                .err()
+                .unwrap_or(Fault::RowRange {
+                    pe,
+                    column: j,
+                    address: slice.matrix_base as usize + usize::from(start),
+                    row: next_row - 1,
+                    rows,
+                }));
+        }
+        padding += u64::from(zero_codes);
+        let n = column.len();
+        let first = u32::from(column[0] >> 4);
+        let second_row = first + 1 + u32::from(column[1.min(n - 1)] >> 4);
+        let last_row = next_row - 1;
+        let many = n >= 2;
+        let flags = (u32::from(first == last) * FIRST_IS_LAST)
+            | (u32::from(first == second) * FIRST_IS_SECOND)
+            | (u32::from(many & (second_row == last)) * SECOND_IS_LAST);
+        // SAFETY: `cell < columns.len() * pes == work.len()` (asserted above).
+        unsafe { *work.get_unchecked_mut(cell) = n as u32 | flags };
+        // The last two rows issued.
+        let before_last = last_row.wrapping_sub(1 + u32::from(column[n - 1] >> 4));
+        second = if many { before_last } else { last };
+        last = last_row;
+        // SRAM rows touched, minus the one still in the buffer.
+        let first_sram = sram_rows.row(u64::from(slice.matrix_base) + u64::from(start));
+        let last_sram = sram_rows.row(u64::from(slice.matrix_base) + u64::from(end) - 1);
+        matrix_reads += last_sram - first_sram + 1 - u64::from(row_buffer == first_sram);
+        row_buffer = last_sram;
+    }
+    *walk = PeWalk {
+        last,
+        second,
+        row_buffer,
+        padding,
+        matrix_reads,
+    };
+    Ok(())
+}
+
+/// What walking one column found.
+struct ColumnWalk {
+    /// One past the row of the column's last entry.
+    next_row: u32,
+    /// Padding entries.
+    zero_codes: u32,
+    /// Some entry of non-zero code addresses a row past `acc`.
+    out_of_range: bool,
+}
+
+/// The multiply-accumulates of one column (`addend` per code). Kept out of line: its loop
+/// then has registers to itself.
+#[inline(never)]
+fn walk_column<const SATURATE: bool>(
+    column: &[u8],
+    acc: &mut [i32],
+    addend: &[i32; 16],
+) -> ColumnWalk {
+    let mut next_row = 0u32;
+    let mut out_of_range = false;
+    let mut zero_codes = 0u32;
+    for &e in column {
+        let x = next_row + u32::from(e >> 4);
+        next_row = x + 1;
+        let code = usize::from(e & 15);
+        zero_codes += u32::from(code == 0);
+        // Padding adds 0 (and may address rows past the PE's).
+        match acc.get_mut(x as usize) {
+            Some(slot) => add::<SATURATE>(slot, addend[code]),
+            None => out_of_range |= code != 0,
+        }
+    }
+    ColumnWalk {
+        next_row,
+        zero_codes,
+        out_of_range,
+    }
+}
+
+/// One accumulation: saturating, or plain when no sum can leave the 32-bit range.
+#[inline(always)]
+fn add<const SATURATE: bool>(slot: &mut i32, addend: i32) {
+    *slot = if SATURATE {
+        slot.saturating_add(addend)
+    } else {
+        slot.wrapping_add(addend)
+    };
+}
+
+/// Where pass 2 stands between blocks of broadcasts.
+#[derive(Debug)]
+struct TimingCursor {
+    pes: usize,
+    depth: usize,
+    pointer_read_cycles: u32,
+    /// Broadcasts evaluated.
+    k: usize,
+    /// The earliest cycle of the next broadcast.
+    next_b: u32,
+    /// Index of the oldest of the last `depth` broadcasts in `Scratch::slot_ring`.
+    ring: usize,
+    window_end: u32,
+    ccu_stalls: u64,
+    bypasses: u64,
+}
+
+impl TimingCursor {
+    /// A run's start; resets the per-PE timing state.
+    fn new(timing: &Timing, pes: usize, scratch: &mut Scratch) -> TimingCursor {
+        scratch.pe_state.reset(pes);
+        // Over PEs, the cycle from which each of the last `depth` broadcasts has a free slot.
+        scratch.slot_ring.clear();
+        scratch.slot_ring.resize(timing.fifo_depth, 0);
+        TimingCursor {
+            pes,
+            depth: timing.fifo_depth,
+            pointer_read_cycles: timing.pointer_read_cycles as u32,
+            k: 0,
+            next_b: 0,
+            ring: 0,
+            window_end: 0,
+            ccu_stalls: 0,
+            bypasses: 0,
+        }
+    }
+}
+
+/// Pass 2 of [`run_tile`] over the next `len` broadcasts, whose cells are in `scratch.work`:
+/// the recurrences, leaving each PE's busy and covered cycles in `scratch.pe_state`.
+fn timing_pass(cursor: &mut TimingCursor, len: usize, scratch: &mut Scratch) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2 (checked above).
+        return unsafe { timing_pass_avx2(cursor, len, scratch) };
+    }
+    timing_pass_body(cursor, len, scratch);
+}
+
+/// [`timing_pass_body`] compiled for AVX2 (eight PEs per instruction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn timing_pass_avx2(cursor: &mut TimingCursor, len: usize, scratch: &mut Scratch) {
+    timing_pass_body(cursor, len, scratch);
+}
+
+#[inline(always)]
+fn timing_pass_body(cursor: &mut TimingCursor, len: usize, scratch: &mut Scratch) {
+    let Scratch {
+        work,
+        pe_state: state,
+        slot_ring,
+        ..
+    } = scratch;
+    let (depth, l) = (cursor.depth, cursor.pointer_read_cycles);
+    for row in work.chunks_exact(cursor.pes).take(len) {
+        let earliest = cursor.next_b;
+        let b = if cursor.k >= depth {
+            earliest.max(slot_ring[cursor.ring])
+        } else {
+            earliest
+        };
+        cursor.ccu_stalls += u64::from(b - earliest);
+        cursor.next_b = b + 1;
+        let (max_free, bypassed) = broadcast_step(b, l, row, state);
+        cursor.bypasses += u64::from(bypassed);
+        cursor.window_end = cursor.window_end.max(max_free);
+        slot_ring[cursor.ring] = max_free;
+        cursor.ring = if cursor.ring + 1 == depth {
+            0
+        } else {
+            cursor.ring + 1
+        };
+        cursor.k += 1;
+    }
+}
+
+/// Every PE's response to the broadcast at cycle `b` (the recurrences, without branches);
+/// returns the cycle from which every PE has a free FIFO slot for it, and the bypasses.
+#[inline(always)]
+fn broadcast_step(b: u32, l: u32, row: &[u32], state: &mut PeTimingState) -> (u32, u32) {
+    let b1 = b + 1;
+    let mut max_free = 0u32;
+    let mut bypassed = 0u32;
+    let PeTimingState {
+        ptr_free,
+        m_free,
+        cover_until,
+        cover_len,
+        busy,
+        t_last,
+        t_second,
+    } = state;
+    let pes = row.len();
+    let (ptr_free, m_free) = (&mut ptr_free[..pes], &mut m_free[..pes]);
+    let (cover_until, cover_len) = (&mut cover_until[..pes], &mut cover_len[..pes]);
+    let (busy, t_last, t_second) = (&mut busy[..pes], &mut t_last[..pes], &mut t_second[..pes]);
+    for p in 0..pes {
+        let cell = row[p];
+        let n = cell & COUNT_MASK;
+        let has_work = n != 0;
+        // Pointer read starts at r and ends at r + L; a non-empty column then waits for the
+        // matrix unit.
+        let read_done = b1.max(ptr_free[p]) + l;
+        let m = if has_work {
+            read_done.max(m_free[p])
+        } else {
+            read_done
+        };
+        let work_end = m + n;
+        // Bypass: the accumulator is read 1 cycle and written 3 cycles after issue (at most one
+        // forwarded read per entry). The flags are only set when `has_work`.
+        let first_forwarded = ((cell & FIRST_IS_LAST != 0) & (m.wrapping_sub(t_last[p]) <= 2))
+            | ((cell & FIRST_IS_SECOND != 0) & (m.wrapping_sub(t_second[p]) <= 2));
+        let second_forwarded =
+            (cell & SECOND_IS_LAST != 0) & ((m + 1).wrapping_sub(t_last[p]) <= 2);
+        bypassed += u32::from(first_forwarded) + u32::from(second_forwarded);
+        let second_issue = if n >= 2 {
+            work_end.wrapping_sub(2)
+        } else {
+            t_last[p]
+        };
+        t_second[p] = if has_work { second_issue } else { t_second[p] };
+        t_last[p] = if has_work {
+            work_end.wrapping_sub(1)
+        } else {
+            t_last[p]
+        };
+        m_free[p] = if has_work { work_end } else { m_free[p] };
+        ptr_free[p] = m;
+        busy[p] += n;
+        let until = cover_until[p];
+        cover_len[p] += if work_end > until {
+            work_end - b1.max(until)
+        } else {
+            0
+        };
+        let until = until.max(work_end);
+        cover_until[p] = until;
+        max_free = max_free.max(until);
+    }
+    (max_free, bypassed)
 }

@@ -19,15 +19,23 @@
 //!   registers in parallel as the run starts.
 //! - Host transfers (`load.input`, `read.output`) and host operations take no PE cycles; host
 //!   operations are counted per element written (`host_ops`) and charged `host_op_pj` each.
+//!
+//! The PE memories are held as the load instructions that wrote them (borrowing the program's
+//! data, see `WriteLog`): a run reads its tile's pointers and entries in place unless several
+//! writes overlap them: a run copies nothing, and its host work is one scan of the tile's
+//! pointers and stored entries (how far the pointers reach, the stored density) plus the columns
+//! and entries it walks.
 
 use crate::config::{ConfigError, SimConfig};
-use crate::engine::{self, Fault, PeSlice, RunCounters, Tile, Timing};
+use crate::engine::{self, Fault, PeSlice, RunCounters, Scratch, Tile, Timing};
 use crate::stepping::{self, CycleRecord};
 use serde::Serialize;
 use sprig_eie::isa::{
     self, BufferSlice, HostOp, HostPost, Instruction, MATRIX_ENTRIES, POINTER_WORDS, Program,
     TileConfig,
 };
+use std::borrow::Cow;
+use std::ops::Range;
 
 /// Why a program could not run.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -288,12 +296,63 @@ struct LayerAccount {
     busiest_pe_entries: u64,
 }
 
+/// A PE memory as the writes that filled it, oldest first (each load instruction's data,
+/// borrowed from the program). A read borrows the data of the newest write it meets when that
+/// write covers the whole read, and otherwise assembles the words (unwritten words read as 0).
+#[derive(Debug)]
+struct WriteLog<'p, T> {
+    writes: Vec<(usize, &'p [T])>,
+}
+
+impl<'p, T: Copy + Default> WriteLog<'p, T> {
+    fn new() -> Self {
+        WriteLog { writes: Vec::new() }
+    }
+
+    fn write(&mut self, start: usize, data: &'p [T]) {
+        let end = start + data.len();
+        // Writes the new one hides entirely can never be read again.
+        self.writes
+            .retain(|&(at, old)| at < start || at + old.len() > end);
+        if !data.is_empty() {
+            self.writes.push((start, data));
+        }
+    }
+
+    fn read(&self, range: Range<usize>) -> Cow<'p, [T]> {
+        if range.is_empty() {
+            return Cow::Borrowed(&[]);
+        }
+        let overlaps =
+            |&&(at, data): &&(usize, &[T])| at < range.end && range.start < at + data.len();
+        if let Some(&(at, data)) = self.writes.iter().rev().find(overlaps)
+            && at <= range.start
+            && range.end <= at + data.len()
+        {
+            return Cow::Borrowed(&data[range.start - at..range.end - at]);
+        }
+        let mut words = vec![T::default(); range.len()];
+        for &(at, data) in self.writes.iter().filter(overlaps) {
+            let from = at.max(range.start);
+            let to = (at + data.len()).min(range.end);
+            words[from - range.start..to - range.start].copy_from_slice(&data[from - at..to - at]);
+        }
+        Cow::Owned(words)
+    }
+}
+
 struct Machine<'p, 't> {
     program: &'p Program,
     config: &'p SimConfig,
     pes: usize,
-    pointers: Vec<Vec<u16>>,
-    matrix: Vec<Vec<u8>>,
+    /// Per PE: the pointer memory's writes, and whether any `load.pointers` reached it.
+    pointers: Vec<WriteLog<'p, u16>>,
+    pointers_loaded: Vec<bool>,
+    /// Per PE: the sparse-matrix memory's writes, and how far the memory is held (the furthest
+    /// write, or the furthest a run's pointers reached, within the memory's size).
+    matrix: Vec<WriteLog<'p, u8>>,
+    matrix_held: Vec<usize>,
+    scratch: Scratch,
     codebook: [i16; 16],
     current: Option<TileConfig>,
     bias: Vec<i32>,
@@ -318,8 +377,11 @@ impl<'p, 't> Machine<'p, 't> {
             program,
             config,
             pes,
-            pointers: vec![Vec::new(); pes],
-            matrix: vec![Vec::new(); pes],
+            pointers: (0..pes).map(|_| WriteLog::new()).collect(),
+            pointers_loaded: vec![false; pes],
+            matrix: (0..pes).map(|_| WriteLog::new()).collect(),
+            matrix_held: vec![0; pes],
+            scratch: Scratch::default(),
             codebook: [0; 16],
             current: None,
             bias: Vec::new(),
@@ -381,7 +443,7 @@ impl<'p, 't> Machine<'p, 't> {
         Ok(pe)
     }
 
-    fn step(&mut self, instruction: &Instruction) -> Result<(), String> {
+    fn step(&mut self, instruction: &'p Instruction) -> Result<(), String> {
         match instruction {
             Instruction::Configure(config) => self.configure(config),
             Instruction::LoadCodebook { weights } => {
@@ -405,11 +467,8 @@ impl<'p, 't> Machine<'p, 't> {
                         "words {start}..{end} are outside the {POINTER_WORDS}-word pointer memory"
                     ));
                 }
-                let memory = &mut self.pointers[pe];
-                if memory.is_empty() {
-                    *memory = vec![0; POINTER_WORDS as usize];
-                }
-                memory[start..end].copy_from_slice(pointers);
+                self.pointers[pe].write(start, pointers);
+                self.pointers_loaded[pe] = true;
                 self.loaded_bytes += 2 * pointers.len() as u64;
                 Ok(())
             }
@@ -427,11 +486,8 @@ impl<'p, 't> Machine<'p, 't> {
                     ));
                 }
                 // Memories are held only as far as written or read (the rest reads as zeros).
-                let memory = &mut self.matrix[pe];
-                if memory.len() < end {
-                    memory.resize(end, 0);
-                }
-                memory[start..end].copy_from_slice(entries);
+                self.matrix[pe].write(start, entries);
+                self.matrix_held[pe] = self.matrix_held[pe].max(end);
                 self.loaded_bytes += entries.len() as u64;
                 Ok(())
             }
@@ -570,37 +626,34 @@ impl<'p, 't> Machine<'p, 't> {
             },
             config.cols,
         )?;
-        let acts = self.buffers[usize::from(config.src)][src_range].to_vec();
-        // Untouched memories read as zeros: a PE's matrix memory is held as far as this tile's
-        // pointers reach (within the memory's size).
-        let zeros_ptr = vec![0u16; POINTER_WORDS as usize];
-        let zeros_matrix = vec![0u8; 0];
+        let acts = &self.buffers[usize::from(config.src)][src_range];
+        // Each PE's view of the tile: its pointers, and its sparse-matrix memory from the base
+        // as far as the pointers reach. Untouched memories read as zeros; a PE's matrix memory
+        // is held as far as this tile's pointers reach (within the memory's size).
         let base = config.ptr_base as usize;
+        let matrix_base = config.matrix_base as usize;
+        let mut views = Vec::with_capacity(self.pes);
         for p in 0..self.pes {
-            if self.pointers[p].is_empty() {
-                continue;
-            }
-            let reach = self.pointers[p][base..base + cols + 1]
-                .iter()
-                .copied()
-                .max()
-                .map_or(0, usize::from);
-            let need = (config.matrix_base as usize + reach).min(MATRIX_ENTRIES as usize);
-            if self.matrix[p].len() < need {
-                self.matrix[p].resize(need, 0);
-            }
+            let pointers = self.pointers[p].read(base..base + cols + 1);
+            let reach = if self.pointers_loaded[p] {
+                let reach = pointers.iter().copied().max().map_or(0, usize::from);
+                let need = (matrix_base + reach).min(MATRIX_ENTRIES as usize);
+                self.matrix_held[p] = self.matrix_held[p].max(need);
+                reach
+            } else {
+                0
+            };
+            let available = self.matrix_held[p].saturating_sub(matrix_base);
+            let entries = self.matrix[p].read(matrix_base..matrix_base + reach.min(available));
+            views.push((pointers, entries, available));
         }
         let tile = Tile {
-            pes: (0..self.pes)
-                .map(|p| PeSlice {
-                    pointers: if self.pointers[p].is_empty() {
-                        &zeros_ptr[base..base + cols + 1]
-                    } else {
-                        &self.pointers[p][base..base + cols + 1]
-                    },
-                    entries: self.matrix[p]
-                        .get(config.matrix_base as usize..)
-                        .unwrap_or(&zeros_matrix),
+            pes: views
+                .iter()
+                .map(|(pointers, entries, available)| PeSlice {
+                    pointers,
+                    entries,
+                    available: *available,
                     matrix_base: config.matrix_base,
                 })
                 .collect(),
@@ -620,7 +673,7 @@ impl<'p, 't> Machine<'p, 't> {
         if self.every_cycle {
             let mut records = Vec::new();
             let sink = self.trace.is_some().then_some(&mut records);
-            stepping::run_tile_stepped(&timing, &tile, &acts, &mut self.acc, &mut counters, sink)
+            stepping::run_tile_stepped(&timing, &tile, acts, &mut self.acc, &mut counters, sink)
                 .map_err(describe)?;
             if let Some(trace) = self.trace.as_deref_mut() {
                 trace.push(RunTrace {
@@ -630,21 +683,29 @@ impl<'p, 't> Machine<'p, 't> {
                 });
             }
         } else {
-            engine::run_tile(&timing, &tile, &acts, &mut self.acc, &mut counters)
-                .map_err(describe)?;
+            engine::run_tile(
+                &timing,
+                &tile,
+                acts,
+                &mut self.acc,
+                &mut counters,
+                &mut self.scratch,
+            )
+            .map_err(describe)?;
         }
         // Stored weights and padding of the whole tile (every column), for the report.
         let (mut useful, mut padding) = (0u64, 0u64);
         for slice in &tile.pes {
-            let (first, last) = (slice.pointers[0], slice.pointers[cols]);
-            if first <= last && usize::from(last) <= slice.entries.len() {
-                for &e in &slice.entries[usize::from(first)..usize::from(last)] {
-                    if e & 15 != 0 {
-                        useful += 1;
-                    } else {
-                        padding += 1;
-                    }
-                }
+            let (first, last) = (
+                usize::from(slice.pointers[0]),
+                usize::from(slice.pointers[cols]),
+            );
+            if first <= last && last <= slice.available {
+                // `last` is within the pointers' reach, so within `entries`.
+                let stored = &slice.entries[first..last];
+                let zero_codes = engine::zero_codes(stored);
+                useful += stored.len() as u64 - zero_codes;
+                padding += zero_codes;
             }
         }
         let issued = counters.useful_macs + counters.padding_macs;
@@ -694,26 +755,28 @@ impl<'p, 't> Machine<'p, 't> {
                 src_frac,
                 dst_frac,
                 ..
-            } => (
-                dst,
-                read(self, src)?
-                    .into_iter()
-                    .map(|x| isa::host_sigmoid(x, src_frac, dst_frac))
-                    .collect(),
-            ),
-            HostOp::Tanh {
+            }
+            | HostOp::Tanh {
                 dst,
                 src,
                 src_frac,
                 dst_frac,
                 ..
-            } => (
-                dst,
-                read(self, src)?
-                    .into_iter()
-                    .map(|x| isa::host_tanh(x, src_frac, dst_frac))
-                    .collect(),
-            ),
+            } => {
+                let apply: fn(i16, u8, u8) -> i16 = if matches!(op, HostOp::Sigmoid { .. }) {
+                    isa::host_sigmoid
+                } else {
+                    isa::host_tanh
+                };
+                let values = read(self, src)?;
+                (
+                    dst,
+                    values
+                        .into_iter()
+                        .map(|x| apply(x, src_frac, dst_frac))
+                        .collect(),
+                )
+            }
             HostOp::Mul {
                 dst,
                 a,
@@ -722,17 +785,8 @@ impl<'p, 't> Machine<'p, 't> {
                 b_frac,
                 dst_frac,
                 ..
-            } => {
-                let (a, b) = (read(self, a)?, read(self, b)?);
-                (
-                    dst,
-                    a.iter()
-                        .zip(&b)
-                        .map(|(&x, &y)| isa::host_mul(x, y, a_frac, b_frac, dst_frac))
-                        .collect(),
-                )
             }
-            HostOp::Add {
+            | HostOp::Add {
                 dst,
                 a,
                 b,
@@ -741,12 +795,17 @@ impl<'p, 't> Machine<'p, 't> {
                 dst_frac,
                 ..
             } => {
+                let apply: fn(i16, i16, u8, u8, u8) -> i16 = if matches!(op, HostOp::Mul { .. }) {
+                    isa::host_mul
+                } else {
+                    isa::host_add
+                };
                 let (a, b) = (read(self, a)?, read(self, b)?);
                 (
                     dst,
                     a.iter()
                         .zip(&b)
-                        .map(|(&x, &y)| isa::host_add(x, y, a_frac, b_frac, dst_frac))
+                        .map(|(&x, &y)| apply(x, y, a_frac, b_frac, dst_frac))
                         .collect(),
                 )
             }
@@ -933,5 +992,29 @@ fn softmax(values: &mut [f32]) {
     }
     for v in values.iter_mut() {
         *v /= sum;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WriteLog;
+    use std::borrow::Cow;
+
+    #[test]
+    fn write_logs_read_back_the_last_write_of_every_word() {
+        let (first, second, third) = ([1u8, 2, 3, 4, 5, 6], [7u8, 8], [9u8; 3]);
+        let mut log = WriteLog::new();
+        log.write(2, &first);
+        assert!(matches!(log.read(3..6), Cow::Borrowed([2, 3, 4])));
+        log.write(4, &second);
+        assert_eq!(*log.read(0..10), [0, 0, 1, 2, 7, 8, 5, 6, 0, 0]);
+        assert!(matches!(log.read(4..6), Cow::Borrowed([7, 8])));
+        // A write covering earlier ones drops them.
+        log.write(1, &third);
+        log.write(0, &first);
+        assert_eq!(log.writes.len(), 2);
+        assert!(matches!(log.read(0..6), Cow::Borrowed([1, 2, 3, 4, 5, 6])));
+        assert_eq!(*log.read(5..9), [6, 5, 6, 0]);
+        assert!(log.read(7..7).is_empty());
     }
 }

@@ -23,7 +23,7 @@ mod tests;
 use crate::graph::{Graph, NodeId};
 use crate::op::Op;
 use crate::tensor::Tensor;
-use crate::types::TensorType;
+use crate::types::{DType, TensorType};
 use crate::verify::{GraphInfo, Operand, infer};
 use crate::weights::{WeightId, Weights};
 use std::sync::Arc;
@@ -325,6 +325,12 @@ fn run(
             )
         }
         Op::ArgMax(a) => kernels::argmax(x(), axis(a.axis, x())?, &ty.shape),
+        Op::Slice(sl) => kernels::slice(x(), axis(sl.axis, x())?, sl.start, sl.len),
+        // Values are carried as f32 and i64 values are exact integers, which truncation keeps.
+        Op::Cast(c) => match c.to {
+            DType::I64 => kernels::map(x(), f32::trunc),
+            DType::F32 => x().clone(),
+        },
         Op::Embedding(e) => {
             let table = &graph.weights[e.table];
             let (rows, dim) = (dims(e.table)[0], dims(e.table)[1]);

@@ -11,7 +11,7 @@
 //!   activations are channel-major (`[C, H, W]` or `[N, C, H, W]`), padding is
 //!   `[top, left, bottom, right]`.
 
-use crate::types::TensorType;
+use crate::types::{DType, TensorType};
 use crate::weights::WeightId;
 use std::fmt;
 
@@ -44,6 +44,8 @@ pub enum OpKind {
     LstmStacked,
     Embedding,
     ArgMax,
+    Slice,
+    Cast,
 }
 
 /// How many value operands an op takes.
@@ -314,6 +316,22 @@ pub const SCHEMAS: &[OpSchema] = &[
         attrs: &["axis", "keepdims"],
         summary: "i64 index of the first maximum along an axis (default the last)",
     },
+    OpSchema {
+        kind: OpKind::Slice,
+        name: "slice",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["axis", "start", "len"],
+        summary: "the `len` consecutive elements from `start` along an axis (default the last)",
+    },
+    OpSchema {
+        kind: OpKind::Cast,
+        name: "cast",
+        values: Arity::Exactly(1),
+        weights: &[],
+        attrs: &["to"],
+        summary: "the values as another element type (`to = f32` or `to = i64`; f32 to i64 truncates toward zero)",
+    },
 ];
 
 impl OpKind {
@@ -358,6 +376,8 @@ pub enum AttrValue {
     Float(f64),
     Ints(Vec<i64>),
     Bool(bool),
+    /// An element type, written by its name (`f32`, `i64`).
+    DType(DType),
 }
 
 impl fmt::Display for AttrValue {
@@ -366,6 +386,7 @@ impl fmt::Display for AttrValue {
             AttrValue::Int(v) => write!(f, "{v}"),
             AttrValue::Float(v) => write!(f, "{}", crate::print::FloatText(*v)),
             AttrValue::Bool(v) => write!(f, "{v}"),
+            AttrValue::DType(d) => write!(f, "{d}"),
             AttrValue::Ints(vs) => {
                 f.write_str("[")?;
                 for (i, v) in vs.iter().enumerate() {
@@ -516,6 +537,24 @@ pub struct ArgMax {
     pub keepdims: bool,
 }
 
+/// The `len` consecutive elements `start..start + len` along `axis` (negative counts from the
+/// end); every other axis is kept whole. A stacked product's result is taken apart with one slice
+/// per original product.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Slice {
+    pub axis: i64,
+    pub start: usize,
+    pub len: usize,
+}
+
+/// The same values as element type `to`. Values are carried as f32 (i64 values as exact
+/// integers), so a cast to the operand's own type and an i64 to f32 cast keep every value, and
+/// an f32 to i64 cast truncates toward zero (NaN and infinities stay as they are).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cast {
+    pub to: DType,
+}
+
 /// What a node computes.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -545,6 +584,8 @@ pub enum Op {
     LstmStacked(LstmStacked),
     Embedding(Embedding),
     ArgMax(ArgMax),
+    Slice(Slice),
+    Cast(Cast),
 }
 
 /// Why a set of text-level weights and attributes does not make an op.
@@ -751,6 +792,8 @@ impl Op {
             Op::LstmStacked(_) => OpKind::LstmStacked,
             Op::Embedding(_) => OpKind::Embedding,
             Op::ArgMax(_) => OpKind::ArgMax,
+            Op::Slice(_) => OpKind::Slice,
+            Op::Cast(_) => OpKind::Cast,
         }
     }
 
@@ -824,7 +867,9 @@ impl Op {
             | Op::Concat(_)
             | Op::Dropout(_)
             | Op::Identity
-            | Op::ArgMax(_) => {}
+            | Op::ArgMax(_)
+            | Op::Slice(_)
+            | Op::Cast(_) => {}
         }
     }
 
@@ -984,6 +1029,26 @@ impl Op {
                 axis: a.int("axis", -1)?,
                 keepdims: a.bool("keepdims", false)?,
             }),
+            OpKind::Slice => {
+                if a.get("len").is_none() {
+                    return Err(a.bad("len", "is required"));
+                }
+                Op::Slice(Slice {
+                    axis: a.int("axis", -1)?,
+                    start: a.non_negative("start", 0)?,
+                    len: a.non_negative("len", 0)?,
+                })
+            }
+            OpKind::Cast => match a.get("to") {
+                Some(AttrValue::DType(to)) => Op::Cast(Cast { to: *to }),
+                Some(other) => {
+                    return Err(a.bad(
+                        "to",
+                        format!("must be an element type (f32 or i64), found `{other}`"),
+                    ));
+                }
+                None => return Err(a.bad("to", "is required")),
+            },
         })
     }
 
@@ -1072,6 +1137,16 @@ impl Op {
                     out.push(("keepdims", AttrValue::Bool(true)));
                 }
             }
+            Op::Slice(sl) => {
+                if sl.axis != -1 {
+                    out.push(("axis", AttrValue::Int(sl.axis)));
+                }
+                if sl.start != 0 {
+                    out.push(("start", AttrValue::Int(sl.start as i64)));
+                }
+                out.push(("len", AttrValue::Int(sl.len as i64)));
+            }
+            Op::Cast(c) => out.push(("to", AttrValue::DType(c.to))),
             Op::Input(_)
             | Op::Constant(_)
             | Op::Dense(_)

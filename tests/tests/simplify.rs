@@ -1,7 +1,8 @@
 //! Tests of `simplify`: one golden case per rule under `cases/simplify/` (the IR before, the
 //! pass report and the IR after; the case's first line may name the target, `# target: eie`),
 //! and the semantics check: on every ONNX fixture and every example, the interpreter's outputs
-//! before and after simplify agree within 1e-5 relative, for both targets.
+//! before and after simplify agree within 1e-5 relative, for both targets, and no cast to a
+//! value's own type is left.
 
 use sprig_ir::{DType, Graph, GraphInfo, Tensor, interpret};
 use sprig_passes::simplify::{Limits, SimplifyStats, cost::Target, rules::RULES, simplify};
@@ -191,6 +192,17 @@ fn simplify_keeps_semantics_of_fixtures_and_examples() {
                     "{name}: nothing applied, yet the graph changed"
                 );
             }
+            // The casts the importer keeps as written are gone when they change nothing.
+            for id in after.node_ids() {
+                if let sprig_ir::Op::Cast(c) = &after.node(id).op {
+                    let operand = after.operands(id)[0];
+                    assert_ne!(
+                        after_info.ty(operand).dtype,
+                        c.to,
+                        "{name}: a no-op cast is left"
+                    );
+                }
+            }
             if let Some(before) = &before {
                 let label = format!("{name} ({})", target.name());
                 assert_agree(&label, before, &run(&after, &after_info, &inputs));
@@ -260,6 +272,34 @@ fn neuraltalk_lstm_becomes_one_stacked_product_per_step() {
     // EIE's NT-LSTM layer: 2400 gate rows over 600 inputs, 600 hidden units and the bias.
     assert_eq!(after.weights[stacked[0]].ty.shape.dims(), [2400, 1201]);
     assert!(stats.cost_after < stats.cost_before);
+}
+
+/// The graphs simplify makes with `slice` and `cast` nodes run on the CPU executor with
+/// exactly the interpreter's results.
+#[test]
+fn stacked_and_cast_graphs_run_on_the_cpu_as_interpreted() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (case, target) in [
+        ("stack-dense.sprig", Target::Eie),
+        ("drop-noop-cast.sprig", Target::Cpu),
+    ] {
+        let path = root.join("cases/simplify").join(case);
+        let parsed = sprig_front::load_model(&path).unwrap_or_else(|e| panic!("{e}"));
+        let (after, info, _) = simplified(&parsed.graph, &parsed.info, target);
+        let kinds: Vec<&str> = after
+            .node_ids()
+            .map(|id| after.node(id).op.name())
+            .collect();
+        assert!(
+            kinds.contains(&"slice") || kinds.contains(&"cast"),
+            "{case}: {kinds:?}"
+        );
+        let inputs = seeded_inputs(&after, &info, 3);
+        let options = sprig_cpu::Options::from_env(1).expect("a CPU variant");
+        let executor = sprig_cpu::Executor::new(&after, &info, &options).expect("prepares");
+        let got = executor.run(&inputs).expect("runs");
+        assert_eq!(got, run(&after, &info, &inputs), "{case}");
+    }
 }
 
 #[test]

@@ -1,11 +1,14 @@
 //! Criterion benchmarks of the CPU kernels on EIE benchmark layers (examples/eie), compressed as
 //! the EIE paper does (4-bit shared weights, zero code), batch 1, at the paper's activation
-//! densities: every kernel variant the machine supports on one thread, two threads on the widest
-//! variant, and the two baselines (dense f32 by faer, plain f32 CSR) on the same weights and input.
+//! densities: every kernel variant the machine supports on one thread, both traversals forced
+//! (columns, rows) on the widest variant, one and two threads side by side on the widest variant
+//! (ids `…/1`, `…/2`), and the two baselines (dense f32 by faer, plain f32 CSR) on the same weights
+//! and input. The machine's read bandwidth is probed first and each layer's bytes read by the
+//! chosen traversal are printed with the time they take at that bandwidth.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use sprig_cpu::baseline::{CsrBaseline, DenseBaseline};
-use sprig_cpu::{Activation, Isa, MatrixSource, PackedMatrix, Runtime};
+use sprig_cpu::baseline::{CsrBaseline, DenseBaseline, read_bandwidth};
+use sprig_cpu::{Activation, Active, Isa, MatrixSource, PackedMatrix, Runtime, Traversal};
 use sprig_ir::op::Op;
 use sprig_ir::{Distribution, RandomInit};
 use std::path::Path;
@@ -20,6 +23,11 @@ const LAYERS: [(&str, f64); 4] = [
 ];
 
 fn kernels(c: &mut Criterion) {
+    let bandwidth = read_bandwidth(512 << 20);
+    #[allow(clippy::print_stderr)]
+    {
+        eprintln!("read bandwidth: {:.1} GB/s", bandwidth / 1e9);
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/eie");
     for (name, activation_density) in LAYERS {
         let parsed = sprig_front::load_model(&root.join(format!("{name}.sprig"))).expect("loads");
@@ -50,18 +58,41 @@ fn kernels(c: &mut Criterion) {
         .map(f32::abs)
         .collect();
         let mut y = vec![0.0f32; rows];
+        let mut active = Active::default();
+        active.gather(&x);
         let mut group = c.benchmark_group(name);
+        let widest = Isa::detect();
         for threads in [1, 2] {
             let m = PackedMatrix::build(MatrixSource::whole(w, &values, rows, cols), threads)
                 .expect("packs");
-            let isas = if threads == 1 {
-                Isa::supported()
-            } else {
-                vec![Isa::detect()]
-            };
-            for isa in isas {
-                let rt = Runtime::new(isa, threads).expect("runtime");
-                let id = BenchmarkId::new(format!("{}-{isa}", m.kind().name()), threads);
+            let mut variants: Vec<(Isa, Traversal)> = vec![(widest, Traversal::Auto)];
+            if threads == 1 {
+                variants.extend(
+                    Isa::supported()
+                        .into_iter()
+                        .filter(|&i| i != widest)
+                        .map(|i| (i, Traversal::Auto)),
+                );
+                variants.extend([(widest, Traversal::Columns), (widest, Traversal::Rows)]);
+                let chosen = m.traversal_for(Traversal::Auto, &active.index);
+                let bytes = m.bytes_read(chosen, &active.index) + rows * 4;
+                #[allow(clippy::print_stderr)]
+                {
+                    eprintln!(
+                        "{name}: {} traversal reads {bytes} bytes: {:.1} us at the read bandwidth",
+                        chosen.name(),
+                        bytes as f64 / bandwidth * 1e6
+                    );
+                }
+            }
+            for (isa, traversal) in variants {
+                let rt = Runtime::new(isa, threads)
+                    .expect("runtime")
+                    .with_traversal(traversal);
+                let id = BenchmarkId::new(
+                    format!("{}-{isa}-{}", m.kind().name(), traversal.name()),
+                    threads,
+                );
                 group.bench_function(id, |b| {
                     b.iter(|| m.matvec(&rt, &x, None, Activation::Identity, &mut y))
                 });

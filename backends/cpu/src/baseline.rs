@@ -89,25 +89,31 @@ impl CsrBaseline {
     }
 }
 
-/// The machine's sustained single-thread read bandwidth in bytes per second: the best of a few
-/// passes summing a buffer of `bytes` (make it several times the last-level cache).
+/// The machine's sustained single-thread read bandwidth in bytes per second, summing a buffer of
+/// `bytes` (make it several times the last-level cache) in blocks of 4 MiB: each block's best
+/// time over a few passes, so that a pass interrupted by other work on the machine counts only
+/// where it was interrupted.
 pub fn read_bandwidth(bytes: usize) -> f64 {
-    let words = (bytes / 8).max(1024);
+    const BLOCK_WORDS: usize = (4 << 20) / 8;
+    let words = (bytes / 8).max(BLOCK_WORDS);
     let buffer: Vec<u64> = (0..words as u64).collect();
-    let mut best = f64::INFINITY;
+    let blocks: Vec<&[u64]> = buffer.chunks(BLOCK_WORDS).collect();
+    let mut best = vec![f64::INFINITY; blocks.len()];
     let mut sink = 0u64;
-    for _ in 0..5 {
-        let start = Instant::now();
-        // Eight independent sums keep the loads, not the adds, the limit.
-        let mut acc = [0u64; 8];
-        for chunk in buffer.chunks_exact(8) {
-            for (a, &v) in acc.iter_mut().zip(chunk) {
-                *a = a.wrapping_add(v);
+    for _ in 0..7 {
+        for (block, best) in blocks.iter().zip(best.iter_mut()) {
+            let start = Instant::now();
+            // Eight independent sums keep the loads, not the adds, the limit.
+            let mut acc = [0u64; 8];
+            for chunk in block.chunks_exact(8) {
+                for (a, &v) in acc.iter_mut().zip(chunk) {
+                    *a = a.wrapping_add(v);
+                }
             }
+            sink = sink.wrapping_add(acc.iter().fold(0, |s, &v| s.wrapping_add(v)));
+            *best = best.min(start.elapsed().as_secs_f64());
         }
-        sink = sink.wrapping_add(acc.iter().fold(0, |s, &v| s.wrapping_add(v)));
-        best = best.min(start.elapsed().as_secs_f64());
     }
     std::hint::black_box(sink);
-    (words * 8) as f64 / best
+    (words * 8) as f64 / best.iter().sum::<f64>()
 }

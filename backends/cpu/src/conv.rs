@@ -41,7 +41,7 @@ impl PackedConv {
         let k = dims[1] * dims[2] * dims[3];
         let groups = (0..c.groups)
             .map(|g| {
-                PackedMatrix::build(
+                PackedMatrix::build_columns(
                     MatrixSource {
                         values: &values,
                         encoding: &weight.encoding,
@@ -131,8 +131,7 @@ impl PackedConv {
         [oy, ox]: [usize; 2],
         active: &mut Active,
     ) {
-        active.index.clear();
-        active.value.clear();
+        active.clear();
         let [sh, sw] = self.stride;
         let [dh, dw] = self.dilation;
         let [pt, pl, _, _] = self.padding;

@@ -62,7 +62,7 @@ impl<'g> Executor<'g> {
             Ok(fresh) if &fresh == info => {}
             _ => return Err(CpuError::Unverified),
         }
-        let rt = Runtime::new(options.isa, options.threads)?;
+        let rt = Runtime::new(options.isa, options.threads)?.with_traversal(options.traversal);
         let slices = rt.threads();
         let bound = graph.node_ids().map(|id| id.index() + 1).max().unwrap_or(0);
         let mut prepared: Vec<Prepared> = (0..bound).map(|_| Prepared::None).collect();
@@ -370,6 +370,18 @@ impl<'g> Executor<'g> {
                 bn.epsilon,
             )),
             Op::ArgMax(a) => tensor(ops::argmax(&x().data, x().dims(), axis(a.axis)?)),
+            Op::Slice(sl) => tensor(ops::slice(
+                &x().data,
+                x().dims(),
+                axis(sl.axis)?,
+                sl.start,
+                sl.len,
+            )),
+            // Values are carried as f32 and i64 values are exact integers, which truncation keeps.
+            Op::Cast(c) => match c.to {
+                sprig_ir::DType::I64 => tensor(x().data.iter().map(|v| v.trunc()).collect()),
+                sprig_ir::DType::F32 => tensor(x().data.clone()),
+            },
             Op::Embedding(e) => {
                 let table = &self.graph.weights[e.table];
                 let dim = table.ty.shape.dims()[1];

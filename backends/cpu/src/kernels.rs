@@ -1,11 +1,83 @@
-//! The column kernels: `acc[row] += w[row, j] · a_j` over one slice, for every non-zero
-//! activation `a_j`, in increasing `j`.
+//! The kernels: `acc[row] += w[row, j] · a_j` over one slice, columns `j` in increasing order.
 //!
-//! Contract: every variant (scalar, AVX2, AVX-512) performs, for every local row, the same f32
-//! operations in the same order: the product `w · a_j` rounded once, then added to the row's
-//! accumulator, columns in the order given. Results are therefore bit-identical across variants
-//! and equal to a row-by-row sum in increasing column order starting from the accumulator's
-//! value. Zero activations are never visited (callers pass only the non-zero ones).
+//! Two traversals of the same entries: [`accumulate`] walks the columns of the non-zero
+//! activations (zero activations are never visited) and adds each product to its row's
+//! accumulator; [`accumulate_rows`] walks the row chunks, [`LANES`] rows side by side, gathering
+//! the activations of each lane's columns.
+//!
+//! Contract: every variant (scalar, AVX2, AVX-512) of both traversals performs, for every local
+//! row, the same f32 operations in the same order: the product `w · a_j` rounded once, then added
+//! to the row's accumulator, columns in increasing order. The row traversal also adds the
+//! products of zero activations and of padding entries, which are ±0.0 for finite activations
+//! and leave a sum that started at +0.0 unchanged. Results are therefore bit-identical across
+//! variants and traversals (for finite inputs) and equal to a row-by-row sum in increasing
+//! column order starting from the accumulator's value.
+
+/// `$f::<BITS>(args…)` with the code width of a sparse kind (0 for `sparse-f32`, whose entries
+/// hold only the delta), or `$dense` for `dense-f32`: the one place a kind picks its
+/// monomorphised kernel, shared by every variant and traversal.
+macro_rules! by_code_bits {
+    ($kind:expr, $dense:expr, $f:ident($($arg:expr),* $(,)?)) => {
+        match $kind {
+            KernelKind::Code4 => $f::<4>($($arg),*),
+            KernelKind::Code5 => $f::<5>($($arg),*),
+            KernelKind::Code8 => $f::<8>($($arg),*),
+            KernelKind::SparseF32 => $f::<0>($($arg),*),
+            KernelKind::DenseF32 => $dense,
+        }
+    };
+}
+
+/// The two entry points of a SIMD variant compiled with `$features`: `accumulate` (columns, by
+/// the variant's `columns::<BITS>` and `dense`) and `rows` (by its `row_chunks::<BITS>`).
+#[cfg(target_arch = "x86_64")]
+macro_rules! variant_entry_points {
+    ($features:literal) => {
+        /// # Safety
+        /// The CPU supports the variant's features; `slice` satisfies the layout invariants
+        /// (every column decodes to rows below `acc.len()`, column ranges lie inside the
+        /// entries); every active column is below the matrix's column count; `table` has
+        /// `2^bits` entries for coded kinds.
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn accumulate(
+            kind: KernelKind,
+            table: &[f32],
+            slice: &Slice,
+            active: &Active,
+            acc: &mut [f32],
+        ) {
+            // SAFETY (all calls below): forwarded from this function's contract.
+            unsafe {
+                by_code_bits!(
+                    kind,
+                    dense(slice, active, acc),
+                    columns(table, slice, active, acc)
+                )
+            }
+        }
+
+        /// # Safety
+        /// As `accumulate`, for row chunks: lanes' rows below `acc.len()`, lanes' columns below
+        /// `x.len()`, chunk steps inside the entries (and values).
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn rows(
+            kind: KernelKind,
+            table: &[f32],
+            rc: &RowChunks,
+            x: &[f32],
+            acc: &mut [f32],
+        ) {
+            // SAFETY (all calls below): forwarded from this function's contract.
+            unsafe {
+                by_code_bits!(
+                    kind,
+                    unreachable!("dense matrices have no row chunks"),
+                    row_chunks(table, rc, x, acc)
+                )
+            }
+        }
+    };
+}
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -13,26 +85,36 @@ mod avx2;
 mod avx512;
 
 use crate::isa::Isa;
-use crate::layout::{KernelKind, PackedMatrix, Slice};
+use crate::layout::{KernelKind, LANES, PackedMatrix, RowChunks, Slice};
 
-/// The non-zero activations of an input vector: column indices (increasing) and values.
+/// The non-zero activations of an input vector: column indices (increasing) and values, and the
+/// whole vector when it was collected with [`Active::gather`].
 #[derive(Clone, Debug, Default)]
 pub struct Active {
     pub index: Vec<u32>,
     pub value: Vec<f32>,
+    /// The whole input vector (zeros included), or empty when only the list is known.
+    pub dense: Vec<f32>,
 }
 
 impl Active {
-    /// Collects the non-zero entries of `x`.
+    /// Collects the non-zero entries of `x`, and `x` itself.
     pub fn gather(&mut self, x: &[f32]) {
-        self.index.clear();
-        self.value.clear();
+        self.clear();
+        self.dense.extend_from_slice(x);
         for (j, &a) in x.iter().enumerate() {
             if a != 0.0 {
                 self.index.push(j as u32);
                 self.value.push(a);
             }
         }
+    }
+
+    /// Empties the list and the whole vector.
+    pub fn clear(&mut self) {
+        self.index.clear();
+        self.value.clear();
+        self.dense.clear();
     }
 
     pub fn len(&self) -> usize {
@@ -71,6 +153,66 @@ pub fn accumulate(isa: Isa, m: &PackedMatrix, s: usize, active: &Active, acc: &m
             unsafe { avx2::accumulate(m.kind(), m.table(), slice, active, acc) }
         }
         _ => scalar(m.kind(), m.table(), slice, active, acc),
+    }
+}
+
+/// Accumulates slice `s` of `m` times the whole input `x` into `acc` walking its row chunks.
+///
+/// Panics when the slice has no row chunks, `acc` does not have one value per local row or `x`
+/// one value per column.
+pub fn accumulate_rows(isa: Isa, m: &PackedMatrix, s: usize, x: &[f32], acc: &mut [f32]) {
+    let slice = &m.slices()[s];
+    let rc = slice.row_chunks().expect("the matrix was built with rows");
+    assert_eq!(acc.len(), slice.rows().len(), "one accumulator per row");
+    assert_eq!(x.len(), m.cols(), "one input per column");
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if Isa::Avx512.is_supported() => {
+            // SAFETY: AVX-512 F/BW/VL support checked just above; the row-chunk invariants
+            // (validated when `m` was built) keep lanes' rows below `acc.len()` and columns
+            // below `x.len()`, both checked above, and chunk steps inside the entries.
+            unsafe { avx512::rows(m.kind(), m.table(), rc, x, acc) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if Isa::Avx2.is_supported() => {
+            // SAFETY: as for AVX-512, with AVX2 and FMA support checked just above.
+            unsafe { avx2::rows(m.kind(), m.table(), rc, x, acc) }
+        }
+        _ => scalar_rows(m.kind(), m.table(), rc, x, acc),
+    }
+}
+
+/// The portable row traversal: each chunk's lanes summed side by side.
+fn scalar_rows(kind: KernelKind, table: &[f32], rc: &RowChunks, x: &[f32], acc: &mut [f32]) {
+    let bits = kind.code_bits();
+    let mask = (1u16 << bits) - 1;
+    let (entries, values) = (rc.entries(), rc.values());
+    let local = acc.len();
+    for (c, &(start, steps)) in rc.chunks().iter().enumerate() {
+        let lanes = (local - c * LANES).min(LANES);
+        let rows = &rc.lane_rows()[c * LANES..c * LANES + lanes];
+        let mut sum = [0.0f32; LANES];
+        for (s, &r) in sum.iter_mut().zip(rows) {
+            *s = acc[r as usize];
+        }
+        let mut col = [0usize; LANES];
+        let start = start as usize;
+        for step in 0..steps as usize {
+            let at = start + step * LANES;
+            let e = &entries[at..at + LANES];
+            for lane in 0..lanes {
+                col[lane] += (e[lane] >> bits) as usize;
+                let w = if kind == KernelKind::SparseF32 {
+                    values[at + lane]
+                } else {
+                    table[(e[lane] & mask) as usize]
+                };
+                sum[lane] += w * x[col[lane]];
+            }
+        }
+        for (&s, &r) in sum.iter().zip(rows) {
+            acc[r as usize] = s;
+        }
     }
 }
 

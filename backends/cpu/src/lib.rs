@@ -4,16 +4,19 @@
 //! the fly, zero activations skipped) and agree with the reference interpreter on the decoded
 //! weights. Accepts only verified graphs.
 //!
-//! - [`layout`]: the CPU layout of a weight matrix ([`PackedMatrix`]), built from its encoding.
-//! - [`kernels`]: column kernels in three variants ([`Isa`]: scalar, AVX2, AVX-512), chosen at run
-//!   time; `SPRIG_CPU=scalar|avx2|avx512` forces one.
-//! - [`matvec`]: products over row slices on a thread pool ([`Runtime`]), bias and activation fused.
+//! - [`layout`]: the CPU layout of a weight matrix ([`PackedMatrix`]), built from its encoding:
+//!   columns for sparse activations, row chunks for dense ones ([`Traversal`]).
+//! - [`kernels`]: column and row-chunk kernels in three variants ([`Isa`]: scalar, AVX2,
+//!   AVX-512), chosen at run time; `SPRIG_CPU=scalar|avx2|avx512` forces one.
+//! - [`matvec`]: products over row slices on a thread pool ([`Runtime`], [`pool`]), bias and
+//!   activation fused.
 //! - [`Executor`]: whole networks (dense, conv2d, LSTM on the packed layout; every other op of the
 //!   IR by the executor's own kernels in [`ops`]).
 //! - [`baseline`]: the reference points benchmarks compare against (a dense f32 product by faer, a
 //!   plain f32 CSR kernel), and a read-bandwidth probe.
 //!
-//! Invariant: results do not depend on the kernel variant or the thread count (bit-identical).
+//! Invariant: results do not depend on the kernel variant, the thread count or (for finite
+//! inputs) the traversal (bit-identical).
 
 pub mod baseline;
 pub mod conv;
@@ -24,11 +27,12 @@ pub mod layout;
 pub mod lstm;
 pub mod matvec;
 pub mod ops;
+pub mod pool;
 
 pub use exec::{Executor, LayerMatrix};
 pub use isa::Isa;
 pub use kernels::Active;
-pub use layout::{KernelKind, MatrixSource, PackedMatrix};
+pub use layout::{KernelKind, MatrixSource, PackedMatrix, Traversal};
 pub use matvec::{Activation, Runtime};
 
 /// How the executor runs.
@@ -37,6 +41,8 @@ pub struct Options {
     /// Worker threads (1: only the caller's thread).
     pub threads: usize,
     pub isa: Isa,
+    /// How sparse matrices are walked ([`Traversal::Auto`]: per product, by input density).
+    pub traversal: Traversal,
 }
 
 impl Options {
@@ -45,6 +51,7 @@ impl Options {
         Ok(Options {
             threads: threads.max(1),
             isa: Isa::from_env()?,
+            traversal: Traversal::Auto,
         })
     }
 }

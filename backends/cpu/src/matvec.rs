@@ -1,4 +1,6 @@
 //! Matrix × vector over the packed layout: threads over row slices, bias and activation fused.
+//! The threads are a small fixed pool ([`crate::pool`]) whose workers spin briefly between jobs,
+//! and the calling thread runs slices too.
 //!
 //! Contract: `y = f(W x + b)` where every output is the sum of its row's terms in increasing
 //! column order starting from zero, then the bias, then `f`: the interpreter's order, so a
@@ -8,15 +10,16 @@
 use crate::CpuError;
 use crate::isa::Isa;
 use crate::kernels::{self, Active};
-use crate::layout::PackedMatrix;
-use rayon::prelude::*;
+use crate::layout::{PackedMatrix, Traversal};
+use crate::pool::Pool;
 
 /// How kernels run: which instruction set, and how many threads.
 #[derive(Debug)]
 pub struct Runtime {
     isa: Isa,
+    traversal: Traversal,
     threads: usize,
-    pool: Option<rayon::ThreadPool>,
+    pool: Option<Pool>,
 }
 
 impl Runtime {
@@ -28,31 +31,41 @@ impl Runtime {
         }
         let threads = threads.max(1);
         let pool = if threads > 1 {
-            Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .thread_name(|i| format!("sprig-cpu-{i}"))
-                    .build()
-                    .map_err(|e| CpuError::Threads(e.to_string()))?,
-            )
+            Some(Pool::new(threads).map_err(|e| CpuError::Threads(e.to_string()))?)
         } else {
             None
         };
-        Ok(Runtime { isa, threads, pool })
+        Ok(Runtime {
+            isa,
+            traversal: Traversal::Auto,
+            threads,
+            pool,
+        })
+    }
+
+    /// This runtime walking sparse matrices by `traversal` (by default [`Traversal::Auto`]).
+    pub fn with_traversal(mut self, traversal: Traversal) -> Runtime {
+        self.traversal = traversal;
+        self
     }
 
     pub fn isa(&self) -> Isa {
         self.isa
     }
 
+    pub fn traversal(&self) -> Traversal {
+        self.traversal
+    }
+
     pub fn threads(&self) -> usize {
         self.threads
     }
 
-    /// Runs `f(i)` for `i in 0..n`, spread over the pool's threads, and collects the results.
+    /// Runs `f(i)` for `i in 0..n`, spread over the caller's and the pool's threads, and
+    /// collects the results in order.
     pub fn map<T: Send>(&self, n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
         match &self.pool {
-            Some(pool) if n > 1 => pool.install(|| (0..n).into_par_iter().map(f).collect()),
+            Some(pool) if n > 1 => pool.map(n, f),
             _ => (0..n).map(f).collect(),
         }
     }
@@ -111,6 +124,7 @@ impl PackedMatrix {
             "one bias per row"
         );
         let slices = self.slices();
+        let traversal = self.resolve(rt.traversal, active);
         let finish = |s: usize, acc: &mut [f32]| {
             for (v, &r) in acc.iter_mut().zip(slices[s].rows()) {
                 let b = bias.map_or(0.0, |b| b[r as usize]);
@@ -120,13 +134,13 @@ impl PackedMatrix {
         if slices.len() == 1 && slices[0].rows().len() == y.len() {
             // One slice holds every row in order: accumulate in place.
             y.fill(0.0);
-            kernels::accumulate(rt.isa, self, 0, active, y);
+            self.accumulate(rt.isa, traversal, 0, active, y);
             finish(0, y);
             return;
         }
         let parts = rt.map(slices.len(), |s| {
             let mut acc = vec![0.0f32; slices[s].rows().len()];
-            kernels::accumulate(rt.isa, self, s, active, &mut acc);
+            self.accumulate(rt.isa, traversal, s, active, &mut acc);
             finish(s, &mut acc);
             acc
         });
@@ -134,6 +148,31 @@ impl PackedMatrix {
             for (&v, &r) in part.iter().zip(slices[s].rows()) {
                 y[r as usize] = v;
             }
+        }
+    }
+
+    /// The traversal a product takes: `wanted` as [`PackedMatrix::traversal_for`] resolves
+    /// it, and columns when the whole input vector is not at hand.
+    fn resolve(&self, wanted: Traversal, active: &Active) -> Traversal {
+        match self.traversal_for(wanted, &active.index) {
+            Traversal::Rows if active.dense.len() == self.cols() => Traversal::Rows,
+            _ => Traversal::Columns,
+        }
+    }
+
+    /// Accumulates slice `s` by the resolved `traversal`.
+    fn accumulate(
+        &self,
+        isa: Isa,
+        traversal: Traversal,
+        s: usize,
+        active: &Active,
+        acc: &mut [f32],
+    ) {
+        if traversal == Traversal::Rows {
+            kernels::accumulate_rows(isa, self, s, &active.dense, acc);
+        } else {
+            kernels::accumulate(isa, self, s, active, acc);
         }
     }
 
@@ -148,10 +187,11 @@ impl PackedMatrix {
         acc: &mut Vec<f32>,
     ) {
         assert_eq!(out.len(), self.rows(), "one output per row");
+        let traversal = self.resolve(Traversal::Auto, active);
         for (s, slice) in self.slices().iter().enumerate() {
             acc.clear();
             acc.resize(slice.rows().len(), 0.0);
-            kernels::accumulate(isa, self, s, active, acc);
+            self.accumulate(isa, traversal, s, active, acc);
             for (&v, &r) in acc.iter().zip(slice.rows()) {
                 let v = match bias {
                     Some(b) => v + b[r as usize],

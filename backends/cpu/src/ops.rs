@@ -199,6 +199,19 @@ pub fn concat(xs: &[(&[f32], &[usize])], axis: usize) -> Vec<f32> {
     y
 }
 
+/// Elements `start..start + len` along `axis`, every other axis whole.
+pub fn slice(x: &[f32], dims: &[usize], axis: usize, start: usize, len: usize) -> Vec<f32> {
+    let outer = size(&dims[..axis]);
+    let inner = size(&dims[axis + 1..]);
+    let (whole, part) = (dims[axis] * inner, len * inner);
+    let mut y = Vec::with_capacity(outer * part);
+    for o in 0..outer {
+        let first = o * whole + start * inner;
+        y.extend_from_slice(&x[first..first + part]);
+    }
+    y
+}
+
 /// `scale · (x − mean) / sqrt(var + ε) + bias` per channel along `axis`.
 pub fn batchnorm(
     x: &[f32],

@@ -3,7 +3,7 @@
 //! and without a partition, thread counts 1 to 3, bias and fused relu.
 
 use proptest::prelude::*;
-use sprig_cpu::{Executor, Isa, Options};
+use sprig_cpu::{Executor, Isa, Options, Traversal};
 use sprig_ir::encoding::{CentroidInit, Encoding, Partition, PartitionScheme, Pruned, Shared};
 use sprig_ir::op::{Dense, Op};
 use sprig_ir::{Graph, Tensor, TensorType, Weight};
@@ -123,6 +123,9 @@ fn layer(w: Weight, bias: Option<Vec<f32>>, relu: bool) -> Graph {
     g
 }
 
+/// Every traversal, forced, and the automatic choice.
+const TRAVERSALS: [Traversal; 3] = [Traversal::Columns, Traversal::Rows, Traversal::Auto];
+
 fn close(got: &[f32], want: &[f32]) -> Result<(), String> {
     for (i, (&a, &b)) in got.iter().zip(want).enumerate() {
         if (a - b).abs() > 1e-5 * b.abs().max(1e-30) && a != b {
@@ -160,42 +163,74 @@ proptest! {
             .collect();
         let input = [Tensor::new([cols], x)];
         let want = sprig_ir::interpret(&g, &info, &input).expect("runs");
+        let mut first: Option<Vec<f32>> = None;
         for isa in Isa::supported() {
             for threads in 1..=3 {
-                let ex = Executor::new(&g, &info, &Options { threads, isa }).expect("packs");
-                let got = ex.run(&input).expect("runs");
-                prop_assert_eq!(&got[0].shape, &want[0].shape);
-                if let Err(e) = close(&got[0].data, &want[0].data) {
-                    return Err(TestCaseError::fail(format!("{isa}, {threads} threads, {coding:?}: {e}")));
+                for traversal in TRAVERSALS {
+                    let options = Options { threads, isa, traversal };
+                    let ex = Executor::new(&g, &info, &options).expect("packs");
+                    let got = ex.run(&input).expect("runs");
+                    prop_assert_eq!(&got[0].shape, &want[0].shape);
+                    let at = format!("{isa}, {threads} threads, {} traversal, {coding:?}", traversal.name());
+                    if let Err(e) = close(&got[0].data, &want[0].data) {
+                        return Err(TestCaseError::fail(format!("{at}: {e}")));
+                    }
+                    // Bit-identical across variants, thread counts and traversals.
+                    let bits: Vec<u32> = got[0].data.iter().map(|v| v.to_bits()).collect();
+                    match &first {
+                        Some(f) => prop_assert_eq!(
+                            &bits,
+                            &f.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                            "{}", at
+                        ),
+                        None => first = Some(got[0].data.clone()),
+                    }
                 }
             }
         }
     }
 }
 
-/// Long columns with wide gaps exercise padding entries and chunk boundaries of every variant.
+/// Long columns and long rows with wide gaps exercise padding entries and chunk boundaries of
+/// every variant in both traversals.
 #[test]
-fn tall_sparse_columns_with_padding() {
+fn long_sparse_columns_and_rows_with_padding() {
     let mut rng = Lcg(7);
-    for coding in [
-        Coding::Shared {
-            bits: 4,
-            pruned: true,
-        },
-        Coding::Shared {
-            bits: 8,
-            pruned: true,
-        },
-        Coding::Pruned,
-    ] {
-        let w = weight(9000, 3, 0.004, coding, &mut rng);
+    let shapes = [(9000, 3, 0.004), (5, 9000, 0.002), (4, 20000, 0.0002)];
+    for ((rows, cols, density), coding) in shapes.into_iter().flat_map(|shape| {
+        [
+            Coding::Shared {
+                bits: 4,
+                pruned: true,
+            },
+            Coding::Shared {
+                bits: 8,
+                pruned: true,
+            },
+            Coding::Pruned,
+        ]
+        .map(|coding| (shape, coding))
+    }) {
+        let w = weight(rows, cols, density, coding, &mut rng);
         let g = layer(w, None, false);
         let info = sprig_ir::verify(&g).expect("verifies");
-        let input = [Tensor::new([3], vec![1.5, -0.25, 2.0])];
+        let x = (0..cols).map(|_| rng.normal()).collect();
+        let input = [Tensor::new([cols], x)];
         let want = sprig_ir::interpret(&g, &info, &input).expect("runs");
         for isa in Isa::supported() {
-            let ex = Executor::new(&g, &info, &Options { threads: 2, isa }).expect("packs");
-            assert_eq!(ex.run(&input).expect("runs"), want, "{isa} {coding:?}");
+            for traversal in TRAVERSALS {
+                let options = Options {
+                    threads: 2,
+                    isa,
+                    traversal,
+                };
+                let ex = Executor::new(&g, &info, &options).expect("packs");
+                assert_eq!(
+                    ex.run(&input).expect("runs"),
+                    want,
+                    "{isa} {coding:?} {traversal:?}"
+                );
+            }
         }
     }
 }

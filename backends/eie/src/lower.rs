@@ -2,7 +2,9 @@
 //!
 //! Accepted graphs: one or more inputs; chains of `dense` layers (each optionally followed by
 //! `relu`, fused into the layer's write-back); `flatten`, `reshape`, `identity` and `dropout`,
-//! which do not move data; a `softmax` that is a graph output, which the host applies after reading
+//! which do not move data, nor does a `cast` to f32 (every value the machine holds is f32); a
+//! `slice` of one vector (a stacked product's part), which the host copies into its own buffer
+//! ([`HostOp::Copy`]); a `softmax` that is a graph output, which the host applies after reading
 //! the output back ([`HostPost::Softmax`]); and `lstm_stacked` (ESE's gate stacking), lowered as one
 //! sparse product per time step over `[x_t; h; 1]` with the gate math as host operations. Every
 //! other op is refused, all of them named in one error; an unstacked `lstm` is refused with the
@@ -48,9 +50,10 @@ use crate::isa::{
     POINTER_WORDS, Program, TileConfig, quantize,
 };
 use crate::matrix::{CodeRows, PeColumns, encode_row_tile};
-use sprig_ir::op::{Dense, LstmStacked};
+use sprig_ir::op::{Dense, LstmStacked, Slice};
 use sprig_ir::{
-    Distribution, Graph, GraphInfo, NodeId, Op, RandomInit, Tensor, TensorType, Weight, WeightId,
+    DType, Distribution, Graph, GraphInfo, NodeId, Op, RandomInit, Tensor, TensorType, Weight,
+    WeightId,
 };
 use sprig_passes::options::{OptEntry, OptValue};
 use sprig_passes::{PassError, Pipeline};
@@ -94,7 +97,7 @@ impl Default for LowerOptions {
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum LowerError {
     #[error(
-        "the EIE target does not support {}: it runs dense layers (with relu), flatten/reshape/identity/dropout, a final softmax (on the host) and stacked LSTMs",
+        "the EIE target does not support {}: it runs dense layers (with relu), flatten/reshape/identity/dropout/cast to f32, slices of a vector and a final softmax (on the host) and stacked LSTMs",
         list_ops(.0)
     )]
     Unsupported(Vec<(String, String)>),
@@ -163,9 +166,23 @@ pub struct Lowered {
 /// The `eie` preset for `graph`, with `pes` PEs (partition and load balancing). Layers that are
 /// already mostly zeros (density at most [`ALREADY_SPARSE_DENSITY`], such as the seeded benchmark
 /// layers) keep exactly their non-zeros: they are pruned with `quality=0` and no balancing, so
-/// their sparsity is the one the model describes.
+/// their sparsity is the one the model describes. Layers are judged, and named, as the preset's
+/// `simplify` step leaves them (it may stack, merge or fold layers), so the per-layer options
+/// name the layers `prune` sees.
 pub fn eie_pipeline(graph: &Graph, info: &GraphInfo, pes: usize) -> Result<Pipeline, PassError> {
     let mut pipeline = Pipeline::preset("eie")?;
+    let simplified = match pipeline.steps.iter().find(|s| s.pass == "simplify") {
+        Some(step) => {
+            let mut g = graph.clone();
+            let only = Pipeline {
+                steps: vec![step.clone()],
+            };
+            let (i, _) = sprig_passes::run_pipeline(&mut g, info.clone(), &only, None)?;
+            Some((g, i))
+        }
+        None => None,
+    };
+    let (graph, info) = simplified.as_ref().map_or((graph, info), |(g, i)| (g, i));
     let mut sparse_layers = Vec::new();
     for layer in sprig_passes::layers::layers(graph, info) {
         if layer.is_bias || layer.kind != sprig_passes::layers::LayerKind::Fc {
@@ -382,7 +399,9 @@ pub fn check_supported(graph: &Graph, info: &GraphInfo) -> Result<(), LowerError
             | Op::Identity
             | Op::Dropout(_)
             | Op::Softmax(_)
+            | Op::Slice(_)
             | Op::LstmStacked(_) => {}
+            Op::Cast(c) if c.to == DType::F32 => {}
             Op::Lstm(_) => {
                 return Err(node_error(
                     &node.name,
@@ -908,10 +927,11 @@ impl Builder<'_> {
                 };
                 self.loc.insert(id, loc);
             }
-            Op::Flatten(_) | Op::Reshape(_) | Op::Identity | Op::Dropout(_) => {
+            Op::Flatten(_) | Op::Reshape(_) | Op::Identity | Op::Dropout(_) | Op::Cast(_) => {
                 let (_, loc) = self.operand_loc(id)?;
                 self.loc.insert(id, loc);
             }
+            Op::Slice(sl) => self.slice(id, sl)?,
             Op::Softmax(_) => {
                 let (_, loc) = self.operand_loc(id)?;
                 let dims = self.info.ty(id).shape.dims().to_vec();
@@ -933,6 +953,55 @@ impl Builder<'_> {
                 )]));
             }
         }
+        Ok(())
+    }
+
+    /// A slice of one vector: the host copies its elements into a buffer of its own, in the
+    /// operand's format.
+    fn slice(&mut self, id: NodeId, sl: &Slice) -> Result<(), LowerError> {
+        let graph = self.graph;
+        let (operand, from) = self.operand_loc(id)?;
+        let dims = self.info.ty(operand).shape.dims();
+        let axis = usize::try_from(if sl.axis < 0 {
+            sl.axis + dims.len() as i64
+        } else {
+            sl.axis
+        })
+        .map_err(|_| node_error(&graph.node(id).name, "axis out of range"))?;
+        // The elements are contiguous when every axis before the sliced one has extent 1.
+        if dims[..axis].iter().any(|&d| d != 1) {
+            return Err(node_error(
+                &graph.node(id).name,
+                "EIE slices one vector: every axis before the sliced one must have extent 1",
+            ));
+        }
+        let inner: usize = dims[axis + 1..].iter().product();
+        let len = self.elements(id)?;
+        let offset = u32::try_from(sl.start * inner).map_err(|_| {
+            node_error(
+                &graph.node(id).name,
+                "the slice starts beyond 2^32 elements",
+            )
+        })?;
+        let buffer = self.buffer(&graph.node(id).name, len);
+        self.program
+            .instructions
+            .push(Instruction::Host(HostOp::Copy {
+                dst: BufferSlice { buffer, offset: 0 },
+                src: BufferSlice {
+                    buffer: from.buffer,
+                    offset,
+                },
+                len,
+            }));
+        self.loc.insert(
+            id,
+            Loc {
+                buffer,
+                frac: from.frac,
+                len,
+            },
+        );
         Ok(())
     }
 

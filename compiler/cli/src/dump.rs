@@ -142,6 +142,7 @@ fn attr_json(v: &AttrValue) -> Value {
         AttrValue::Float(f) => json!(f),
         AttrValue::Bool(b) => json!(b),
         AttrValue::Ints(l) => json!(l),
+        AttrValue::DType(d) => json!(d.name()),
     }
 }
 

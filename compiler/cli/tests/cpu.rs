@@ -170,3 +170,47 @@ fn bench_reports_every_dense_layer_with_both_baselines() {
     assert!(text.contains("geometric mean speed-up"), "{text}");
     assert!(text.contains("sparse-f32"), "{text}");
 }
+
+#[test]
+fn bench_times_two_thread_counts_side_by_side_and_forces_a_traversal() {
+    let out = sprig(&[
+        "bench",
+        "examples/eie/ntlstm.sprig",
+        "--passes",
+        "prune(quality=0), quantize(bits=4)",
+        "--traversal",
+        "columns",
+        "--scaling-threads",
+        "2",
+        "--samples",
+        "2",
+        "--min-ms",
+        "1",
+        "--no-bandwidth",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    let layer = &report["layers"][0];
+    assert_eq!(layer["traversal"], "columns");
+    assert_eq!(layer["scaling"]["threads"], 2);
+    for key in ["median_us", "min_us", "speedup_median", "speedup_min"] {
+        assert!(
+            layer["scaling"][key].as_f64().is_some_and(|t| t > 0.0),
+            "{key}: {layer}"
+        );
+    }
+
+    let bad = sprig(&[
+        "bench",
+        "examples/eie/ntlstm.sprig",
+        "--traversal",
+        "diagonal",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("expected auto, columns or rows"),
+        "{}",
+        stderr(&bad)
+    );
+}

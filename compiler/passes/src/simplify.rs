@@ -8,8 +8,10 @@
 //!
 //! Some clean-ups need no rule because the IR cannot express the clutter: the ONNX importer
 //! already brings every Gemm and MatMul to the `dense` normal form (weights `[out, in]`, transB
-//! applied and alpha/beta folded at import; the IR has no product of two values), and passes
-//! Cast-to-same-type, Dropout and Identity through where it can.
+//! applied and alpha/beta folded at import; the IR has no product of two values, so a Gemm's
+//! transB has no faithful form for a rule to normalise), and passes Dropout and Identity
+//! through where it can. Casts stay as written (`drop-noop-cast` removes those to the value's
+//! own type).
 //!
 //! Contract:
 //! - Takes a verified graph and leaves one that verifies and computes the same outputs (up to
@@ -145,6 +147,13 @@ pub fn simplify(
         cost_after,
     };
     (rebuilt, stats)
+}
+
+/// The cost of `graph` as it is (every distinct node once) on `target`, in [`Target::unit`]:
+/// what the report's cost before gives, for ranking alternative graphs. `graph` must have
+/// verified with `info`.
+pub fn graph_cost(graph: &Graph, info: &GraphInfo, target: Target) -> u64 {
+    original_cost(&lang::load(graph, info).egraph, target)
 }
 
 /// The cost of the graph as loaded: every class holds its original node(s); each counts once.
@@ -386,7 +395,7 @@ impl Pass for Simplify {
     }
 
     fn summary(&self) -> &'static str {
-        "equality saturation (egg): drops inference no-ops, folds batchnorm and biases, collapses reshapes and transposes, stacks LSTM gates, merges dense layers when cheaper; picks the graph the target's cost model ranks cheapest"
+        "equality saturation (egg): drops inference no-ops and no-op casts, folds batchnorm and biases, collapses reshapes and transposes, stacks LSTM gates and dense products over one input, merges dense layers when cheaper; picks the graph the target's cost model ranks cheapest"
     }
 
     fn options(&self) -> &'static [OptionDoc] {

@@ -397,6 +397,22 @@ pub(super) fn concat(xs: &[&Tensor], axis: usize) -> Tensor {
     tensor(dims, y)
 }
 
+/// Elements `start..start + len` along `axis` (the verifier checked the range).
+pub(super) fn slice(x: &Tensor, axis: usize, start: usize, len: usize) -> Tensor {
+    let xd = x.dims();
+    let outer = size(&xd[..axis]);
+    let inner = size(&xd[axis + 1..]);
+    let mut dims = xd.to_vec();
+    dims[axis] = len;
+    let (whole, part) = (xd[axis] * inner, len * inner);
+    let mut y = Vec::with_capacity(outer * part);
+    for o in 0..outer {
+        let first = o * whole + start * inner;
+        y.extend_from_slice(&x.data[first..first + part]);
+    }
+    tensor(dims, y)
+}
+
 /// `y = scale * (x - mean) / sqrt(var + epsilon) + bias`, per channel along `axis`.
 pub(super) fn batchnorm(
     x: &Tensor,

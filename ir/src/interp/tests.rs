@@ -1205,3 +1205,44 @@ fn argmax_takes_the_first_maximum() {
     assert_eq!(along(0, true), t(&[1, 3], &[0.0, 0.0, 0.0]));
     assert_eq!(along(1, true), t(&[2, 1], &[1.0, 1.0]));
 }
+
+#[test]
+fn slice_takes_a_range_along_an_axis() {
+    use crate::op::Slice;
+    let x = t(&[2, 3, 2], &(0..12).map(|v| v as f32).collect::<Vec<_>>());
+    let y = run_one(&x, |_| {
+        Op::Slice(Slice {
+            axis: 1,
+            start: 1,
+            len: 2,
+        })
+    });
+    assert_eq!(
+        y,
+        t(&[2, 2, 2], &[2.0, 3.0, 4.0, 5.0, 8.0, 9.0, 10.0, 11.0])
+    );
+    let last = run_one(&x, |_| {
+        Op::Slice(Slice {
+            axis: -1,
+            start: 1,
+            len: 1,
+        })
+    });
+    assert_eq!(last, t(&[2, 3, 1], &[1.0, 3.0, 5.0, 7.0, 9.0, 11.0]));
+}
+
+#[test]
+fn cast_to_i64_truncates_toward_zero() {
+    use crate::op::Cast;
+    let x = t(&[5], &[1.7, -1.7, 0.2, -0.0, 3.0]);
+    let mut g = Graph::new("t");
+    let xi = g.add_input("x", f32t(&[5]));
+    let i = g.add_node("i", Op::Cast(Cast { to: DType::I64 }), &[xi]);
+    let f = g.add_node("f", Op::Cast(Cast { to: DType::F32 }), &[i]);
+    let same = g.add_node("s", Op::Cast(Cast { to: DType::F32 }), &[xi]);
+    g.add_output(f);
+    g.add_output(same);
+    let out = run(&g, std::slice::from_ref(&x));
+    assert_eq!(out[0], t(&[5], &[1.0, -1.0, 0.0, 0.0, 3.0]));
+    assert_eq!(out[1], x);
+}

@@ -268,6 +268,30 @@ fn infer_unprefixed(
             }
             Ok(TensorType::new(DType::I64, dims))
         }
+        Op::Slice(sl) => {
+            let x = x();
+            let axis = signed_axis(&Axis { axis: sl.axis }, x)?;
+            let mut dims = x.ty.shape.dims().to_vec();
+            let end = sl
+                .start
+                .checked_add(sl.len)
+                .filter(|&end| end <= dims[axis])
+                .ok_or_else(|| {
+                    format!(
+                        "elements {}..{} (start {} + len {}) are out of range for axis {axis} of `{}` : {}, which has {}",
+                        sl.start,
+                        sl.start.saturating_add(sl.len),
+                        sl.start,
+                        sl.len,
+                        x.name,
+                        x.ty,
+                        dims[axis]
+                    )
+                })?;
+            dims[axis] = end - sl.start;
+            Ok(TensorType::new(x.ty.dtype, dims))
+        }
+        Op::Cast(c) => Ok(TensorType::new(c.to, x().ty.shape.clone())),
         Op::Embedding(e) => {
             let ids = x();
             let table = w(e.table)?;
@@ -288,7 +312,7 @@ fn infer_unprefixed(
 fn check_dtypes(op: &Op, operands: &[Operand<'_>]) -> Result<(), String> {
     for o in operands {
         match (op, o.ty.dtype) {
-            (Op::Embedding(_), DType::I64) => {}
+            (Op::Embedding(_) | Op::Cast(_), DType::I64) => {}
             (Op::Embedding(_), DType::F32) => {
                 return Err(format!(
                     "indices `{}` are {}; they must be i64",
@@ -298,7 +322,7 @@ fn check_dtypes(op: &Op, operands: &[Operand<'_>]) -> Result<(), String> {
             (_, DType::F32) => {}
             (_, DType::I64) => {
                 return Err(format!(
-                    "operand `{}` is {}; {} computes on f32 values (only embedding takes i64 indices)",
+                    "operand `{}` is {}; {} computes on f32 values (only embedding and cast take i64 values)",
                     o.name,
                     o.ty,
                     op.name()

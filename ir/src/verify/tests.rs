@@ -606,7 +606,7 @@ fn embedding_shapes_and_dtypes() {
             },
             VerifyError {
                 at: Location::Node(r),
-                message: "relu: operand `ids` is i64[3]; relu computes on f32 values (only embedding takes i64 indices)".to_string(),
+                message: "relu: operand `ids` is i64[3]; relu computes on f32 values (only embedding and cast take i64 values)".to_string(),
             },
             VerifyError {
                 at: Location::Node(v),
@@ -1165,4 +1165,57 @@ fn argmax_gives_i64_and_rejects_empty_axes() {
     g.add_output(bad);
     let errors = verify(&g).expect_err("an empty axis has no maximum");
     assert!(errors[0].message.contains("is empty"), "{errors:?}");
+}
+
+#[test]
+fn slice_shapes_and_range() {
+    use crate::op::Slice;
+    let slice = |axis: i64, start: usize, len: usize| Op::Slice(Slice { axis, start, len });
+    assert_eq!(ok_dims(&[2, 10], |_| slice(-1, 3, 4)), vec![2, 4]);
+    assert_eq!(ok_dims(&[6, 5], |_| slice(0, 0, 6)), vec![6, 5]);
+    assert_eq!(ok_dims(&[6, 5], |_| slice(1, 5, 0)), vec![6, 0]);
+    assert_eq!(
+        err_msg(&[2, 10], |_| slice(-1, 8, 3)),
+        "slice: elements 8..11 (start 8 + len 3) are out of range for axis 1 of `x` : f32[2, 10], which has 10"
+    );
+    assert!(err_msg(&[2, 10], |_| slice(2, 0, 1)).contains("axis 2 is out of range"));
+}
+
+#[test]
+fn cast_types() {
+    use crate::op::Cast;
+    let mut g = Graph::new("t");
+    let ids = g.add_input("ids", TensorType::new(DType::I64, vec![3]));
+    let to_f32 = g.add_node("f", Op::Cast(Cast { to: DType::F32 }), &[ids]);
+    let back = g.add_node("i", Op::Cast(Cast { to: DType::I64 }), &[to_f32]);
+    g.add_output(back);
+    let info = verify(&g).expect("verifies");
+    assert_eq!(info.ty(to_f32), &TensorType::f32(vec![3]));
+    assert_eq!(info.ty(back), &TensorType::new(DType::I64, vec![3]));
+}
+
+#[test]
+fn slice_and_cast_attributes_round_trip() {
+    use crate::op::{AttrValue, Cast, OpKind, Slice};
+    for op in [
+        Op::Slice(Slice {
+            axis: -1,
+            start: 0,
+            len: 4,
+        }),
+        Op::Slice(Slice {
+            axis: 1,
+            start: 3,
+            len: 0,
+        }),
+        Op::Cast(Cast { to: DType::I64 }),
+        Op::Cast(Cast { to: DType::F32 }),
+    ] {
+        assert_eq!(Op::build(op.kind(), &op.weights(), &op.attrs()), Ok(op));
+    }
+    let missing = Op::build(OpKind::Slice, &[], &[]).expect_err("len is required");
+    assert!(missing.to_string().contains("`len`"), "{missing}");
+    let bad = Op::build(OpKind::Cast, &[], &[("to".to_string(), AttrValue::Int(1))])
+        .expect_err("not a type");
+    assert!(bad.to_string().contains("element type"), "{bad}");
 }

@@ -5,34 +5,16 @@
 //! `vpermps` and a blend for 16 entries, four and three blends for 32, a gather for 256) or from
 //! the values; the products with `a_j` are computed 8 at a time and added to the accumulators
 //! one by one (AVX2 has no scatter).
+//!
+//! Row chunks: each chunk's 16 lanes as two halves of 8, one row per lane summed in a register;
+//! per step the entries widen, their deltas advance each lane's column, the weights come as
+//! above, and the activations of the 8 columns are gathered.
 
 use super::Active;
-use crate::layout::{KernelKind, Slice};
+use crate::layout::{KernelKind, LANES, RowChunks, Slice};
 use std::arch::x86_64::*;
 
-/// # Safety
-/// The CPU supports AVX2 and FMA; `slice` satisfies the layout invariants (every column decodes
-/// to rows below `acc.len()`, column ranges lie inside the entries); every active column is
-/// below the matrix's column count; `table` has `2^bits` entries for coded kinds.
-#[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn accumulate(
-    kind: KernelKind,
-    table: &[f32],
-    slice: &Slice,
-    active: &Active,
-    acc: &mut [f32],
-) {
-    // SAFETY (all calls below): forwarded from this function's contract.
-    unsafe {
-        match kind {
-            KernelKind::Code4 => columns::<4>(table, slice, active, acc),
-            KernelKind::Code5 => columns::<5>(table, slice, active, acc),
-            KernelKind::Code8 => columns::<8>(table, slice, active, acc),
-            KernelKind::SparseF32 => columns::<0>(table, slice, active, acc),
-            KernelKind::DenseF32 => dense(slice, active, acc),
-        }
-    }
-}
+variant_entry_points!("avx2,fma");
 
 /// Inclusive prefix sum of 8 lanes.
 #[inline]
@@ -121,6 +103,60 @@ unsafe fn columns<const BITS: i32>(table: &[f32], slice: &Slice, active: &Active
                 acc[r as usize] += p;
             }
             k += n;
+        }
+    }
+}
+
+/// `BITS` = 0: weights from the chunks' values; otherwise codes of `BITS` bits into `table`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_chunks<const BITS: i32>(table: &[f32], rc: &RowChunks, x: &[f32], acc: &mut [f32]) {
+    let (entries, values, lane_rows) = (rc.entries(), rc.values(), rc.lane_rows());
+    let code_mask = _mm256_set1_epi32((1i32 << BITS) - 1);
+    let mut blocks = [_mm256_setzero_ps(); 4];
+    if BITS == 4 || BITS == 5 {
+        for (b, block) in blocks.iter_mut().enumerate().take(1usize << (BITS - 3)) {
+            // SAFETY: the table holds 2^BITS = 16 or 32 entries, so block b's 8 lie inside.
+            *block = unsafe { _mm256_loadu_ps(table.as_ptr().add(8 * b)) };
+        }
+    }
+    let local = acc.len();
+    let mut sums = [0.0f32; 8];
+    for (c, &(start, steps)) in rc.chunks().iter().enumerate() {
+        for half in 0..2 {
+            let first = c * LANES + half * 8;
+            let lanes = local.saturating_sub(first).min(8);
+            if lanes == 0 {
+                continue;
+            }
+            let rows = &lane_rows[first..first + lanes];
+            for (s, &r) in sums.iter_mut().zip(rows) {
+                *s = acc[r as usize];
+            }
+            // SAFETY: steps lie inside the entries (and values); decoded columns are below
+            // x.len(); codes index inside the table; `sums` holds 8 values.
+            unsafe {
+                let mut sum = _mm256_loadu_ps(sums.as_ptr());
+                let mut col = _mm256_setzero_si256();
+                let mut at = start as usize + half * 8;
+                for _ in 0..steps {
+                    let raw = _mm_loadu_si128(entries.as_ptr().add(at) as *const __m128i);
+                    let e = _mm256_cvtepu16_epi32(raw);
+                    col = _mm256_add_epi32(col, _mm256_srli_epi32::<BITS>(e));
+                    let codes = _mm256_and_si256(e, code_mask);
+                    let w = match BITS {
+                        0 => _mm256_loadu_ps(values.as_ptr().add(at)),
+                        4 | 5 => lookup::<BITS>(&blocks, codes),
+                        _ => _mm256_i32gather_ps::<4>(table.as_ptr(), codes),
+                    };
+                    let a = _mm256_i32gather_ps::<4>(x.as_ptr(), col);
+                    sum = _mm256_add_ps(sum, _mm256_mul_ps(w, a));
+                    at += LANES;
+                }
+                _mm256_storeu_ps(sums.as_mut_ptr(), sum);
+            }
+            for (&s, &r) in sums.iter().zip(rows) {
+                acc[r as usize] = s;
+            }
         }
     }
 }

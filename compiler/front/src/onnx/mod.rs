@@ -5,9 +5,12 @@
 //! - [`import`] reads the model, its initializers (raw or typed data, float32/float16/bfloat16/
 //!   float64 and integer types) and external-data files next to it, and converts every node
 //!   through one op table ([`ops::OPS`], ONNX op name → converter). Shape arithmetic on constants
-//!   (Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, Reshape, Flatten, element-wise ops) is
-//!   folded at import, so the `Shape → Gather → Unsqueeze → Concat → Reshape` chains exporters
-//!   write before a Gemm import as one `reshape`.
+//!   (Shape, Gather, Unsqueeze, Squeeze, Concat, Cast, Slice, Split, Reshape, Flatten,
+//!   element-wise ops) is folded at import, so the `Shape → Gather → Unsqueeze → Concat →
+//!   Reshape` chains exporters write before a Gemm import as one `reshape`. On computed values,
+//!   Slice (constant bounds, unit steps) and Split (constant sizes) become `slice` nodes, one
+//!   per sliced axis or read output, and Cast to float/double/int32/int64 becomes a `cast` node
+//!   (to f32 or i64; a cast to the value's own type stays as written, for simplify to drop).
 //! - Batch policy: sprig has no implicit batch axis, so a graph input's symbolic (or missing)
 //!   dimension becomes 1; static dimensions are kept. An input `[N, 784]` imports as
 //!   `f32[1, 784]`; `sprig run` feeds `[1000, 784]` arrays as 1000 samples.

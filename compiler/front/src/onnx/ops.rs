@@ -56,7 +56,9 @@ pub(crate) const OPS: &[(&str, Converter)] = &[
     ("Reshape", reshape),
     ("Shape", shape),
     ("Sigmoid", unary),
+    ("Slice", slice),
     ("Softmax", softmax),
+    ("Split", split),
     ("Squeeze", squeeze),
     ("Sub", binary),
     ("Tanh", unary),
@@ -729,14 +731,25 @@ fn cast(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
                 source,
             })))
         }
-        Val::Node(_) => {
+        Val::Node(id) => {
             let dtype = cx.ty(x).dtype;
-            match (dtype, to) {
-                (DType::F32, 1 | 11) | (DType::I64, 6 | 7) => one(x.clone()),
-                _ => Err(unsupported(format!(
-                    "to {name} of a computed {dtype} value"
-                ))),
-            }
+            // float and double are f32 in sprig, int32 and int64 are i64; a cast to the value's
+            // own type stays in the graph as written (simplify drops it).
+            let target = match to {
+                1 | 11 => DType::F32,
+                6 | 7 => DType::I64,
+                _ => {
+                    return Err(unsupported(format!(
+                        "to {name} of a computed {dtype} value"
+                    )));
+                }
+            };
+            let id = *id;
+            node(cx.add(
+                n.out(0).to_string(),
+                Op::Cast(op::Cast { to: target }),
+                &[id],
+            )?)
         }
     }
 }
@@ -839,6 +852,187 @@ fn gather(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
             node(cx.add(n.out(0).to_string(), op, &[*id])?)
         }
     }
+}
+
+/// Elements `start..start + len` along `ax` of a constant.
+fn slice_fold(out: &str, c: &Const, ax: usize, start: usize, len: usize) -> Val {
+    let d = &c.dims;
+    let (outer, inner) = (
+        d[..ax].iter().product::<usize>(),
+        d[ax + 1..].iter().product::<usize>(),
+    );
+    fn take<T: Copy>(v: &[T], outer: usize, whole: usize, first: usize, part: usize) -> Vec<T> {
+        let mut y = Vec::with_capacity(outer * part);
+        for o in 0..outer {
+            let at = o * whole + first;
+            y.extend_from_slice(&v[at..at + part]);
+        }
+        y
+    }
+    let (whole, first, part) = (d[ax] * inner, start * inner, len * inner);
+    let data = match &c.data {
+        Data::F32(v) => Data::F32(take(v, outer, whole, first, part).into()),
+        Data::I64(v) => Data::I64(take(v, outer, whole, first, part).into()),
+    };
+    let mut dims = d.clone();
+    dims[ax] = len;
+    Val::Const(Const::new(out, dims, data))
+}
+
+/// `x` restricted to `start..start + len` along each listed axis: folded for a constant, a
+/// chain of `slice` nodes (one per axis that is not kept whole) for a value.
+fn slice_along(
+    cx: &mut Ctx<'_>,
+    out: &str,
+    x: &Val,
+    ranges: &[(usize, usize, usize)],
+) -> Result<Val, Conv> {
+    let dims = cx.dims(x);
+    let cut: Vec<(usize, usize, usize)> = ranges
+        .iter()
+        .copied()
+        .filter(|&(ax, start, len)| !(start == 0 && len == dims[ax]))
+        .collect();
+    if cut.is_empty() {
+        return Ok(x.clone());
+    }
+    let mut v = x.clone();
+    for (k, &(ax, start, len)) in cut.iter().enumerate() {
+        let name = if k + 1 == cut.len() {
+            out.to_string()
+        } else {
+            cx.fresh_name(&format!("{out}/slice{k}"))
+        };
+        v = match &v {
+            Val::Const(c) => slice_fold(&name, c, ax, start, len),
+            Val::Node(id) => {
+                let op = Op::Slice(op::Slice {
+                    axis: ax as i64,
+                    start,
+                    len,
+                });
+                Val::Node(cx.add(name, op, &[*id])?)
+            }
+        };
+    }
+    Ok(v)
+}
+
+/// ONNX Slice with constant starts, ends, axes and unit steps.
+fn slice(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
+    let x = n.input(0)?;
+    let dims = cx.dims(x);
+    let rank = dims.len();
+    let (starts, ends, axes, steps) = if cx.opset < 10 {
+        let starts = n
+            .ints("starts")
+            .ok_or_else(|| invalid("starts are required"))?;
+        let ends = n.ints("ends").ok_or_else(|| invalid("ends are required"))?;
+        (
+            starts.to_vec(),
+            ends.to_vec(),
+            n.ints("axes").map(<[i64]>::to_vec),
+            None,
+        )
+    } else {
+        let list = |k: usize, what: &str| -> Result<Option<Vec<i64>>, Conv> {
+            match n.opt_input(k) {
+                None => Ok(None),
+                Some(Val::Const(c)) => Ok(Some(ints_of(c, what)?)),
+                Some(Val::Node(_)) => Err(unsupported(format!("computed {what}"))),
+            }
+        };
+        let starts = list(1, "starts")?.ok_or_else(|| invalid("starts are required"))?;
+        let ends = list(2, "ends")?.ok_or_else(|| invalid("ends are required"))?;
+        (starts, ends, list(3, "axes")?, list(4, "steps")?)
+    };
+    let axes = axes.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    if ends.len() != starts.len() || axes.len() != starts.len() {
+        return Err(invalid(format!(
+            "starts ({}), ends ({}) and axes ({}) differ in length",
+            starts.len(),
+            ends.len(),
+            axes.len()
+        )));
+    }
+    if let Some(steps) = &steps {
+        if steps.len() != starts.len() {
+            return Err(invalid("steps and starts differ in length"));
+        }
+        if let Some(s) = steps.iter().find(|&&s| s != 1) {
+            return Err(unsupported(format!("step {s} (only 1)")));
+        }
+    }
+    let mut ranges = Vec::with_capacity(axes.len());
+    for ((&a, &s), &e) in axes.iter().zip(&starts).zip(&ends) {
+        let ax = axis(a, rank, "axis")?;
+        if ranges.iter().any(|&(b, _, _)| b == ax) {
+            return Err(invalid(format!("axis {a} is listed twice")));
+        }
+        // ONNX clamps negative (from the end) and out-of-range bounds to the axis.
+        let d = dims[ax] as i64;
+        let clamp = |v: i64| (if v < 0 { v.saturating_add(d) } else { v }).clamp(0, d) as usize;
+        let (start, end) = (clamp(s), clamp(e));
+        ranges.push((ax, start, end.saturating_sub(start)));
+    }
+    one(slice_along(cx, n.out(0), x, &ranges)?)
+}
+
+/// ONNX Split into parts of constant sizes (given, or equal parts), one slice per read output.
+fn split(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
+    let x = n.input(0)?;
+    let dims = cx.dims(x);
+    let ax = axis(n.int("axis", 0)?, dims.len(), "axis")?;
+    let outputs = n.proto.output.len();
+    let sizes = if cx.opset < 13 {
+        n.ints("split").map(<[i64]>::to_vec)
+    } else {
+        match n.opt_input(1) {
+            None => None,
+            Some(Val::Const(c)) => Some(ints_of(c, "split")?),
+            Some(Val::Node(_)) => return Err(unsupported("computed split sizes")),
+        }
+    };
+    let len = dims[ax];
+    let sizes: Vec<usize> = match sizes {
+        Some(s) => {
+            let s: Vec<usize> = s
+                .iter()
+                .map(|&v| usize_of(v, "a split size"))
+                .collect::<Result<_, _>>()?;
+            if s.len() != outputs || s.iter().sum::<usize>() != len {
+                return Err(invalid(format!(
+                    "split sizes {s:?} do not divide axis {ax} of size {len} into {outputs} outputs"
+                )));
+            }
+            s
+        }
+        None => {
+            let parts = match n.int("num_outputs", 0)? {
+                0 => outputs,
+                k => usize_of(k, "num_outputs")?,
+            };
+            if parts == 0 || parts != outputs {
+                return Err(invalid(format!("{parts} parts for {outputs} outputs")));
+            }
+            // Equal parts; the last is smaller when the axis does not divide evenly.
+            let each = len.div_ceil(parts);
+            (0..parts)
+                .map(|k| each.min(len.saturating_sub(k * each)))
+                .collect()
+        }
+    };
+    let mut out = Vec::with_capacity(outputs);
+    let mut start = 0;
+    for (k, &size) in sizes.iter().enumerate() {
+        out.push(if n.used(k) {
+            Some(slice_along(cx, n.out(k), x, &[(ax, start, size)])?)
+        } else {
+            None
+        });
+        start += size;
+    }
+    Ok(out)
 }
 
 /// The axes of Squeeze/Unsqueeze: an attribute before opset 13, an input since.

@@ -604,6 +604,10 @@ impl<'s> Parser<'s> {
             Token::Ident if text == "inf" || text == "nan" => {
                 AttrValue::Float(self.number("a number")?.value)
             }
+            Token::Ident if DType::from_name(text).is_some() => {
+                self.pos += 1;
+                AttrValue::DType(DType::from_name(text).expect("checked"))
+            }
             Token::LBracket => {
                 self.pos += 1;
                 let mut values = Vec::new();
@@ -620,7 +624,7 @@ impl<'s> Parser<'s> {
             }
             _ => {
                 return Err(self
-                    .unexpected("an attribute value (a number, `true`, `false` or `[integers]`)"));
+                    .unexpected("an attribute value (a number, `true`, `false`, an element type or `[integers]`)"));
             }
         };
         let end = self.tokens[self.pos - 1].end;

@@ -17,6 +17,12 @@
 //! - CPU ([`CpuCost`]): bytes moved times [`BYTE_WEIGHT`] plus FLOPs. A weight moves as packed
 //!   bytes (sparse: 4-byte value and 2-byte index per non-zero plus column pointers, when that
 //!   is smaller than dense), activations move in and out at 4 bytes per element.
+//! - A `slice` is a copy: on EIE the host copies the elements between buffers, which takes no
+//!   PE cycle (as in the simulator), so it costs nothing; on the CPU its elements move in and
+//!   out. Extraction charges a slice its share of its operand's cost in proportion to the
+//!   elements it takes, so the slices of one stacked product divide that product's cost among
+//!   them instead of each paying for all of it (tree costs would count a shared product once
+//!   per user).
 
 use super::lang::{ENode, SGraph};
 use egg::{CostFunction, Id};
@@ -120,6 +126,14 @@ pub fn cpu_weight_bytes(rows: u64, cols: u64, nnz: u64) -> u64 {
     dense.min(sparse)
 }
 
+/// A slice of `elements` elements on `target`: a copy (see the module contract).
+pub fn slice_cost(target: Target, elements: u64) -> u64 {
+    match target {
+        Target::Eie => 0,
+        Target::Cpu => elements.saturating_mul(8 * BYTE_WEIGHT),
+    }
+}
+
 /// The EIE cost model (see the module contract): estimated cycles.
 #[derive(Debug)]
 pub struct EieCost<'a> {
@@ -189,6 +203,7 @@ pub fn own_cost(target: Target, egraph: &SGraph, enode: &ENode) -> u64 {
                 product(l.weight, None, steps)
                     .saturating_add(elementwise(hidden * 4).saturating_mul(steps))
             }
+            Op::Slice(_) => slice_cost(target, out_elems),
             Op::Embedding(e) => {
                 let (_, dim) = matrix(weights, e.table);
                 elementwise(in_elems.saturating_mul(dim))
@@ -206,7 +221,15 @@ pub fn own_cost(target: Target, egraph: &SGraph, enode: &ENode) -> u64 {
     }
 }
 
-fn tree_cost(own: u64, enode: &ENode, costs: &mut dyn FnMut(Id) -> u64) -> u64 {
+/// `own` plus the children's costs; a slice pays only its share of its operand (the module
+/// contract).
+fn tree_cost(egraph: &SGraph, own: u64, enode: &ENode, costs: &mut dyn FnMut(Id) -> u64) -> u64 {
+    if let (Op::Slice(_), [operand]) = (&enode.op, enode.children.as_slice()) {
+        let taken = super::lang::node_type(egraph, enode).map_or(0, |t| elements(&t));
+        let whole = egraph[*operand].data.ty.as_ref().map_or(0, elements);
+        let share = (costs(*operand) as u128 * taken as u128).div_ceil(whole.max(1) as u128);
+        return own.saturating_add(u64::try_from(share).unwrap_or(u64::MAX));
+    }
     enode
         .children
         .iter()
@@ -220,7 +243,8 @@ impl CostFunction<ENode> for EieCost<'_> {
     where
         C: FnMut(Id) -> u64,
     {
-        tree_cost(own_cost(Target::Eie, self.egraph, enode), enode, &mut costs)
+        let own = own_cost(Target::Eie, self.egraph, enode);
+        tree_cost(self.egraph, own, enode, &mut costs)
     }
 }
 
@@ -231,6 +255,7 @@ impl CostFunction<ENode> for CpuCost<'_> {
     where
         C: FnMut(Id) -> u64,
     {
-        tree_cost(own_cost(Target::Cpu, self.egraph, enode), enode, &mut costs)
+        let own = own_cost(Target::Cpu, self.egraph, enode);
+        tree_cost(self.egraph, own, enode, &mut costs)
     }
 }

@@ -16,7 +16,7 @@
 use egg::{Analysis, DidMerge, EGraph, Id, Language};
 use sprig_ir::{Graph, GraphInfo, NodeId, Op, OpKind, TensorType, WeightId, Weights};
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 
 /// One IR op over child e-classes.
@@ -133,6 +133,8 @@ pub struct Meta {
     /// Weights computed by rewrites, with the name of the weight each replaces (the rebuilt
     /// graph gives it that name when the original is no longer used).
     pub computed: HashMap<WeightId, String>,
+    /// Weights of stacked products (`stack-dense`), which are never stacked again.
+    pub stacked: HashSet<WeightId>,
 }
 
 pub type SGraph = EGraph<ENode, Meta>;

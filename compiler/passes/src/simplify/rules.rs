@@ -16,11 +16,17 @@
 //! - `merge-dense` computes the product only when the target's cost model says the merged
 //!   layer is cheaper than the two it replaces (estimating the product's density from its
 //!   factors'); extraction then decides with the exact non-zero count.
+//! - `stack-dense` takes every dense product over one input class (one per class, in class id
+//!   order, none of them a stacked product already) and stacks them only when the cost model
+//!   says each member's share of the stacked product, plus its slice, is cheaper than the
+//!   member alone; so extraction, which charges a slice its row share of the stacked product
+//!   (see [`super::cost`]), picks the slices of all members or of none. On EIE a member that
+//!   feeds a `relu` is not stacked (EIE applies relu only in a product's write-back).
 
-use super::cost::{Target, matrix, nonzeros, product_cost};
+use super::cost::{Target, matrix, nonzeros, product_cost, slice_cost};
 use super::lang::{ENode, Meta, SGraph};
 use egg::{Applier, Id, Rewrite, SearchMatches, Searcher, Subst, Var};
-use sprig_ir::op::{Conv2d, Dense, LstmStacked, Reshape, Transpose};
+use sprig_ir::op::{Conv2d, Dense, LstmStacked, Reshape, Slice, Transpose};
 use sprig_ir::{Op, TensorType, Weight, WeightId, Weights};
 use std::sync::{Arc, Mutex};
 
@@ -151,6 +157,10 @@ pub const RULES: &[(&str, &str)] = &[
     ("drop-dropout", "dropout(x) = x (inference)"),
     ("drop-identity", "identity(x) = x"),
     (
+        "drop-noop-cast",
+        "cast of x to the element type x already has = x",
+    ),
+    (
         "drop-noop-reshape",
         "reshape or flatten to the shape x already has = x",
     ),
@@ -189,6 +199,10 @@ pub const RULES: &[(&str, &str)] = &[
     (
         "stack-lstm",
         "lstm(x, W, R, B) = lstm_stacked(x, [W R Wb+Rb]): one product per step",
+    ),
+    (
+        "stack-dense",
+        "dense(x, W1), dense(x, W2), ... = slices of dense(x, [W1; W2; ...]), when the cost model says one product is cheaper",
     ),
 ];
 
@@ -293,6 +307,15 @@ fn parts(name: &str, target: Target) -> (Arc<Find>, Arc<Build>) {
         ),
         "drop-identity" => (
             Arc::new(|_, _, n| single(n, |op| matches!(op, Op::Identity))),
+            to_child,
+        ),
+        "drop-noop-cast" => (
+            Arc::new(
+                |eg, _, n| match (&n.op, n.children.first().and_then(|&c| ty(eg, c))) {
+                    (Op::Cast(c), Some(x)) if x.dtype == c.to => vec![vec![n.clone()]],
+                    _ => Vec::new(),
+                },
+            ),
             to_child,
         ),
         "drop-noop-reshape" => (
@@ -641,8 +664,182 @@ fn parts(name: &str, target: Target) -> (Arc<Find>, Arc<Build>) {
                 add_typed(eg, class, ENode::new(op, found[0].children.clone()))
             }),
         ),
+        "stack-dense" => (
+            Arc::new(move |eg, class, n| {
+                stack_group(eg, class, n, target)
+                    .map(|group| group.into_iter().map(|(_, node)| node).collect())
+                    .into_iter()
+                    .collect()
+            }),
+            Arc::new(|eg, class, found| {
+                let members: Vec<(Id, Dense)> = found
+                    .iter()
+                    .map(|n| match &n.op {
+                        Op::Dense(d) => Some((eg.lookup(n.clone())?, d.clone())),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?;
+                let x = found[0].children[0];
+                let rows: Vec<usize> = members
+                    .iter()
+                    .map(|(_, d)| matrix(&eg.analysis.weights, d.weight).0 as usize)
+                    .collect();
+                let cols = matrix(&eg.analysis.weights, members[0].1.weight).1 as usize;
+                let total: usize = rows.iter().sum();
+                let with_bias = members.iter().any(|(_, d)| d.bias.is_some());
+                let mut sources = Vec::new();
+                for (_, d) in &members {
+                    sources.push(d.weight);
+                    sources.extend(d.bias);
+                }
+                let dense: Vec<Dense> = members.iter().map(|(_, d)| d.clone()).collect();
+                let ids = computed(eg, "stack-dense", sources, |w| {
+                    let mut weight = Vec::with_capacity(total * cols);
+                    let mut bias = Vec::with_capacity(total);
+                    for (d, &m) in dense.iter().zip(&rows) {
+                        weight.extend_from_slice(&w[d.weight].values());
+                        match d.bias {
+                            Some(b) => bias.extend_from_slice(&w[b].values()),
+                            None => bias.extend(std::iter::repeat_n(0.0, m)),
+                        }
+                    }
+                    let first = &w[dense[0].weight].name;
+                    let mut made =
+                        vec![(first.clone(), TensorType::f32(vec![total, cols]), weight)];
+                    if with_bias {
+                        let base = match dense[0].bias {
+                            Some(b) => w[b].name.clone(),
+                            None => bias_name(first),
+                        };
+                        made.push((base, TensorType::f32(vec![total]), bias));
+                    }
+                    made
+                })?;
+                eg.analysis.stacked.extend(ids.iter().copied());
+                let stacked = eg.add(ENode::new(
+                    Op::Dense(Dense {
+                        weight: ids[0],
+                        bias: ids.get(1).copied(),
+                    }),
+                    vec![x],
+                ));
+                let mut start = 0;
+                let mut mine = None;
+                for ((member, _), &len) in members.iter().zip(&rows) {
+                    let slice = ENode::new(
+                        Op::Slice(Slice {
+                            axis: -1,
+                            start,
+                            len,
+                        }),
+                        vec![stacked],
+                    );
+                    start += len;
+                    let member = eg.find(*member);
+                    let slice = add_typed(eg, member, slice)?;
+                    if member == eg.find(class) {
+                        mine = Some(slice);
+                    } else {
+                        eg.union(member, slice);
+                    }
+                }
+                mine
+            }),
+        ),
         other => unreachable!("rule `{other}` is in RULES but has no parts"),
     }
+}
+
+/// The group `stack-dense` stacks at `enode` (in `class`): every class holding an unencoded,
+/// unstacked dense product over `enode`'s input with the same column count (the first such
+/// e-node of each class), in class id order, when `enode` is the first of the group's first
+/// class, the group has two members or more, and stacking is cheaper for each member on
+/// `target` (see the module contract).
+fn stack_group(eg: &SGraph, class: Id, enode: &ENode, target: Target) -> Option<Vec<(Id, ENode)>> {
+    let w = &eg.analysis.weights;
+    let candidate = |n: &ENode| -> bool {
+        match &n.op {
+            Op::Dense(d) => {
+                unencoded(w, &n.op.weights())
+                    && !eg.analysis.stacked.contains(&d.weight)
+                    && n.children.len() == 1
+            }
+            _ => false,
+        }
+    };
+    if !candidate(enode) {
+        return None;
+    }
+    let x = eg.find(enode.children[0]);
+    let Op::Dense(first) = &enode.op else {
+        return None;
+    };
+    let cols = matrix(w, first.weight).1;
+    let mut classes: Vec<Id> = eg[x].parents().map(|p| eg.find(p)).collect();
+    classes.sort_unstable();
+    classes.dedup();
+    let mut group: Vec<(Id, ENode)> = Vec::new();
+    for c in classes {
+        // A class already holding a slice was stacked before.
+        if eg[c].nodes.iter().any(|n| matches!(n.op, Op::Slice(_))) {
+            continue;
+        }
+        let member = eg[c].nodes.iter().find(|n| {
+            candidate(n)
+                && eg.find(n.children[0]) == x
+                && matches!(&n.op, Op::Dense(d) if matrix(w, d.weight).1 == cols)
+        });
+        if let Some(m) = member {
+            group.push((c, m.clone()));
+        }
+    }
+    let me = eg.find(class);
+    if group.len() < 2 || group[0].0 != me || group[0].1 != *enode {
+        return None;
+    }
+    if target == Target::Eie {
+        // A relu over a member would have to run outside the product's write-back.
+        let feeds_relu = group.iter().any(|(c, _)| {
+            eg[*c].parents().any(|p| {
+                eg[p]
+                    .nodes
+                    .iter()
+                    .any(|n| matches!(n.op, Op::Relu) && eg.find(n.children[0]) == *c)
+            })
+        });
+        if feeds_relu {
+            return None;
+        }
+    }
+    // The cost model's verdict, member by member.
+    let vectors = ty(eg, x).map_or(1, |t| {
+        let d = t.shape.dims();
+        d[..d.len().saturating_sub(1)].iter().product::<usize>() as u64
+    });
+    let bias_nnz = |b: Option<WeightId>| b.map_or(0, |b| nonzeros(w, b));
+    let mut total_rows = 0;
+    let mut total_nnz = 0;
+    let mut total_bias = 0;
+    let mut alone = Vec::with_capacity(group.len());
+    for (_, n) in &group {
+        let Op::Dense(d) = &n.op else { return None };
+        let (rows, _) = matrix(w, d.weight);
+        let nnz = nonzeros(w, d.weight);
+        total_rows += rows;
+        total_nnz += nnz;
+        total_bias += bias_nnz(d.bias);
+        alone.push((
+            rows,
+            product_cost(target, rows, cols, nnz, bias_nnz(d.bias), vectors),
+        ));
+    }
+    let stacked = product_cost(target, total_rows, cols, total_nnz, total_bias, vectors);
+    let cheaper = alone.iter().all(|&(rows, cost)| {
+        let share = (stacked as u128 * rows as u128).div_ceil(total_rows.max(1) as u128) as u64;
+        let slice = slice_cost(target, rows.saturating_mul(vectors));
+        share.saturating_add(slice) < cost
+    });
+    cheaper.then_some(group)
 }
 
 /// The weight and bias of a conv2d or dense layer followed by batchnorm, as one layer:

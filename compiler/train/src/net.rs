@@ -597,6 +597,10 @@ pub(crate) struct Workspace {
     pub(crate) cols: Vec<Vec<f32>>,
     /// Per max-pool stage: the input position of each output's maximum.
     argmax: Vec<Vec<u32>>,
+    /// A conv stage's output gradient for one sample, transposed to `[p, cout]`.
+    gs_t: Vec<f32>,
+    /// A conv stage's im2col matrix for one sample, transposed to `[p, k]`.
+    cols_t: Vec<f32>,
     grad: Vec<f32>,
     grad_in: Vec<f32>,
     /// Per parameter: the gradient summed over the piece.
@@ -617,6 +621,8 @@ impl Workspace {
             acts: vec![Vec::new(); net.stages.len() + 1],
             cols: vec![Vec::new(); net.stages.len()],
             argmax: vec![Vec::new(); net.stages.len()],
+            gs_t: Vec::new(),
+            cols_t: Vec::new(),
             grad: Vec::new(),
             grad_in: Vec::new(),
             grads: net
@@ -658,8 +664,48 @@ fn in_top5(scores: &[f32], label: usize) -> bool {
 }
 
 impl Net {
+    /// Every dense and conv weight transposed into `out` (`[k, outputs]` row-major, where `k`
+    /// is the inputs per output); other parameters get an empty vector. The products read a
+    /// weight through its transpose so that packing it for the matrix kernel is a contiguous
+    /// copy; the packed panels, and so every result, are the same either way.
+    pub(crate) fn transpose_weights(&self, out: &mut Vec<Vec<f32>>) {
+        out.resize(self.params.len(), Vec::new());
+        for stage in &self.stages {
+            let (weight, rows, cols) = match &stage.kind {
+                Kind::Dense {
+                    weight,
+                    inputs,
+                    outputs,
+                    ..
+                } => (*weight, *outputs, *inputs),
+                Kind::Conv { weight, geom, .. } => (*weight, geom.cout, geom.k()),
+                _ => continue,
+            };
+            transpose(&self.params[weight].values, rows, cols, &mut out[weight]);
+        }
+    }
+
+    /// The transposed weights of [`Net::transpose_weights`], freshly built.
+    pub(crate) fn transposed_weights(&self) -> Vec<Vec<f32>> {
+        let mut out = Vec::new();
+        self.transpose_weights(&mut out);
+        out
+    }
+
     /// Runs the chain on `n` samples; the logits end up in `ws.acts.last()`.
     pub(crate) fn forward(&self, ws: &mut Workspace, inputs: &[f32], n: usize) {
+        self.forward_with(&self.transposed_weights(), ws, inputs, n);
+    }
+
+    /// [`Net::forward`] with the weights already transposed by [`Net::transpose_weights`]
+    /// from the current values.
+    pub(crate) fn forward_with(
+        &self,
+        transposed: &[Vec<f32>],
+        ws: &mut Workspace,
+        inputs: &[f32],
+        n: usize,
+    ) {
         ws.acts[0].clear();
         ws.acts[0].extend_from_slice(inputs);
         for (i, stage) in self.stages.iter().enumerate() {
@@ -675,12 +721,11 @@ impl Net {
                     inputs,
                     outputs,
                 } => {
-                    let w = &self.params[*weight].values;
                     gemm(
                         x,
                         View::rows(n, *inputs),
-                        w,
-                        View::transposed(*inputs, *outputs),
+                        &transposed[*weight],
+                        View::rows(*inputs, *outputs),
                         0.0,
                         y,
                         View::rows(n, *outputs),
@@ -698,14 +743,14 @@ impl Net {
                     let cols = &mut ws.cols[i];
                     cols.clear();
                     cols.resize(n * k * p, 0.0);
-                    let w = &self.params[*weight].values;
+                    let w = &transposed[*weight];
                     for s in 0..n {
                         let c = &mut cols[s * k * p..(s + 1) * k * p];
                         im2col(&x[s * stage.in_len..(s + 1) * stage.in_len], &g, c);
                         let ys = &mut y[s * stage.out_len..(s + 1) * stage.out_len];
                         gemm(
                             w,
-                            View::rows(g.cout, k),
+                            View::transposed(g.cout, k),
                             c,
                             View::rows(k, p),
                             0.0,
@@ -786,13 +831,14 @@ impl Net {
     /// batch mean).
     pub(crate) fn forward_backward(
         &self,
+        transposed: &[Vec<f32>],
         ws: &mut Workspace,
         inputs: &[f32],
         labels: &[u32],
         batch: usize,
     ) -> PieceStats {
         let n = labels.len();
-        self.forward(ws, inputs, n);
+        self.forward_with(transposed, ws, inputs, n);
         let mut stats = self.score(ws, labels);
         // Softmax cross-entropy over the logits.
         let classes = self.classes;
@@ -876,11 +922,15 @@ impl Net {
                     for s in 0..n {
                         let gs = &g[s * stage.out_len..(s + 1) * stage.out_len];
                         let c = &cols[s * k * p..(s + 1) * k * p];
+                        // Both factors transposed first, so packing them is a contiguous
+                        // copy (the same panels as packing the strided views).
+                        transpose(gs, geom.cout, p, &mut ws.gs_t);
+                        transpose(c, k, p, &mut ws.cols_t);
                         gemm(
-                            gs,
-                            View::rows(geom.cout, p),
-                            c,
-                            View::transposed(p, k),
+                            &ws.gs_t,
+                            View::transposed(geom.cout, p),
+                            &ws.cols_t,
+                            View::rows(p, k),
                             1.0,
                             &mut ws.grads[*weight],
                             View::rows(geom.cout, k),
@@ -975,6 +1025,22 @@ impl Net {
             }
         }
         stats
+    }
+}
+
+/// `out = wᵀ` for `w: [rows, cols]` row-major, in tiles that stay in cache.
+fn transpose(w: &[f32], rows: usize, cols: usize, out: &mut Vec<f32>) {
+    const TILE: usize = 32;
+    out.clear();
+    out.resize(rows * cols, 0.0);
+    for r0 in (0..rows).step_by(TILE) {
+        for c0 in (0..cols).step_by(TILE) {
+            for r in r0..(r0 + TILE).min(rows) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    out[c * rows + r] = w[r * cols + c];
+                }
+            }
+        }
     }
 }
 
@@ -1133,5 +1199,19 @@ mod tests {
         );
         assert_eq!(broadcast(&[5.0], &[], &[2]), Some(vec![5.0, 5.0]));
         assert_eq!(broadcast(&[1.0, 2.0], &[2], &[3]), None);
+    }
+
+    #[test]
+    fn transpose_matches_the_definition_across_tile_edges() {
+        let (rows, cols) = (37, 70);
+        let w: Vec<f32> = (0..rows * cols).map(|x| x as f32).collect();
+        let mut t = vec![1.0; 3];
+        transpose(&w, rows, cols, &mut t);
+        assert_eq!(t.len(), rows * cols);
+        for r in 0..rows {
+            for c in 0..cols {
+                assert_eq!(t[c * rows + r], w[r * cols + c]);
+            }
+        }
     }
 }

@@ -105,6 +105,9 @@ pub struct Trainer {
     options: TrainOptions,
     velocity: Vec<Vec<f32>>,
     workspaces: Vec<Workspace>,
+    /// The weights transposed for the products (see [`Net::transpose_weights`]), rebuilt
+    /// before every batch and shared by its pieces.
+    transposed: Vec<Vec<f32>>,
     /// Iterations done, for the learning-rate schedule.
     step: usize,
 }
@@ -143,6 +146,7 @@ impl Trainer {
             options,
             velocity,
             workspaces,
+            transposed: Vec::new(),
             step: 0,
         }
     }
@@ -212,7 +216,9 @@ impl Trainer {
         let per = self.net.input_len();
         let pieces = self.workspaces.len();
         let part = m.div_ceil(pieces);
+        self.net.transpose_weights(&mut self.transposed);
         let net = &self.net;
+        let transposed = &self.transposed;
         let stats: Vec<PieceStats> = self
             .workspaces
             .par_iter_mut()
@@ -226,7 +232,13 @@ impl Trainer {
                 if start == end {
                     return PieceStats::default();
                 }
-                net.forward_backward(ws, &inputs[start * per..end * per], &labels[start..end], m)
+                net.forward_backward(
+                    transposed,
+                    ws,
+                    &inputs[start * per..end * per],
+                    &labels[start..end],
+                    m,
+                )
             })
             .collect();
         // Sum the pieces' gradients into the first, in piece order.
@@ -306,6 +318,7 @@ const EVAL_CHUNK: usize = 250;
 pub fn evaluate(net: &Net, data: Samples<'_>) -> Accuracy {
     let n = data.len();
     let per = net.input_len();
+    let transposed = net.transposed_weights();
     let totals = (0..n.div_ceil(EVAL_CHUNK))
         .into_par_iter()
         .map_init(
@@ -313,7 +326,12 @@ pub fn evaluate(net: &Net, data: Samples<'_>) -> Accuracy {
             |ws, c| {
                 let range = c * EVAL_CHUNK..((c + 1) * EVAL_CHUNK).min(n);
                 let m = range.len();
-                net.forward(ws, &data.inputs[range.start * per..range.end * per], m);
+                net.forward_with(
+                    &transposed,
+                    ws,
+                    &data.inputs[range.start * per..range.end * per],
+                    m,
+                );
                 net.score(ws, &data.labels[range])
             },
         )
@@ -335,10 +353,16 @@ pub fn predict(net: &Net, inputs: &[f32]) -> Vec<f32> {
     let per = net.input_len();
     let n = inputs.len() / per.max(1);
     let mut ws = Workspace::new(net);
+    let transposed = net.transposed_weights();
     let mut out = Vec::with_capacity(n * net.classes());
     for start in (0..n).step_by(EVAL_CHUNK) {
         let end = (start + EVAL_CHUNK).min(n);
-        net.forward(&mut ws, &inputs[start * per..end * per], end - start);
+        net.forward_with(
+            &transposed,
+            &mut ws,
+            &inputs[start * per..end * per],
+            end - start,
+        );
         out.extend_from_slice(ws.logits());
     }
     out
@@ -349,6 +373,12 @@ pub fn predict(net: &Net, inputs: &[f32]) -> Vec<f32> {
 pub fn loss_and_gradients(net: &Net, data: Samples<'_>) -> (f64, Vec<Vec<f32>>) {
     let mut ws = Workspace::new(net);
     let n = data.len();
-    let stats = net.forward_backward(&mut ws, data.inputs, data.labels, n);
+    let stats = net.forward_backward(
+        &net.transposed_weights(),
+        &mut ws,
+        data.inputs,
+        data.labels,
+        n,
+    );
     (stats.loss / n.max(1) as f64, ws.grads)
 }

@@ -21,14 +21,14 @@
 //! every run.
 
 use crate::InputError;
-use crate::evaluate::{Split, hits, read_split};
+use crate::evaluate::{Split, hits, keep_first, read_split};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::json;
-use sprig_eie::isa::{self, Program};
+use sprig_eie::isa::Program;
 use sprig_ir::{Graph, GraphInfo, Op, Shape, Tensor};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Samples the EIE engine calibrates activation formats on by default.
 pub const CALIBRATION_SAMPLES: usize = 256;
@@ -258,23 +258,6 @@ pub fn measure(
     })
 }
 
-/// Reads `path` as an EIE program when it starts with the program magic; `None` otherwise.
-fn read_program(path: &Path) -> anyhow::Result<Option<Program>> {
-    use std::io::Read;
-    let name = path.display();
-    let mut head = [0u8; isa::MAGIC.len()];
-    let n = std::fs::File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(|e| fail(format!("{name}: {e}")))?;
-    if head[..n] != isa::MAGIC {
-        return Ok(None);
-    }
-    let bytes = std::fs::read(path).map_err(|e| fail(format!("{name}: {e}")))?;
-    isa::decode(&bytes)
-        .map(Some)
-        .map_err(|e| fail(format!("{name}: {e}")))
-}
-
 /// The calibration samples of the EIE engine (see the module docs).
 fn calibration_data(
     args: &EvalArgs,
@@ -286,17 +269,9 @@ fn calibration_data(
             read_split(&args.dataset, Split::Train, Some(CALIBRATION_SAMPLES))
         }
         None => {
-            let keep = data.labels.len().min(CALIBRATION_SAMPLES);
-            let per = data.images.len() / data.labels.len().max(1);
-            let mut dims = data.images.dims().to_vec();
-            if let Some(first) = dims.first_mut() {
-                *first = keep;
-            }
-            Ok(sprig_front::files::Dataset {
-                images: Tensor::new(Shape::new(dims), data.images.data[..keep * per].to_vec()),
-                labels: data.labels[..keep].to_vec(),
-                classes: data.classes,
-            })
+            let mut first = data.clone();
+            keep_first(&mut first, CALIBRATION_SAMPLES);
+            Ok(first)
         }
     }
 }
@@ -304,7 +279,7 @@ fn calibration_data(
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let data = read_split(&args.dataset, Split::Test, args.samples)?;
     let model = args.model.display().to_string();
-    let program = read_program(&args.model)?;
+    let program = crate::sim::read_program(&args.model)?;
     if (args.pes.is_some() || args.calibration.is_some()) && args.engine != Engine::Eie {
         return Err(fail("--pes and --calibration apply to --engine eie"));
     }

@@ -24,6 +24,12 @@ pub fn read_dataset(spec: &str, limit: usize) -> anyhow::Result<Dataset> {
         ))
         .into());
     };
+    keep_first(&mut data, limit);
+    Ok(data)
+}
+
+/// Keeps at most the first `limit` samples of `data`.
+pub fn keep_first(data: &mut Dataset, limit: usize) {
     if data.labels.len() > limit {
         let per = data.images.len() / data.labels.len().max(1);
         data.images.data.truncate(limit * per);
@@ -32,7 +38,6 @@ pub fn read_dataset(spec: &str, limit: usize) -> anyhow::Result<Dataset> {
         data.images.shape = sprig_ir::Shape::new(dims);
         data.labels.truncate(limit);
     }
-    Ok(data)
 }
 
 /// Top-1 accuracy of the model over the data set.

@@ -82,13 +82,25 @@ enum Source {
 }
 
 fn read_source(path: &Path) -> anyhow::Result<Source> {
+    Ok(read_program(path)?.map_or(Source::Model, Source::Program))
+}
+
+/// Reads `path` as an EIE program when it starts with the program magic; `None` otherwise
+/// (a model, read by whoever needs it).
+pub(crate) fn read_program(path: &Path) -> anyhow::Result<Option<Program>> {
+    use std::io::Read;
     let name = path.display();
-    let bytes = std::fs::read(path).map_err(|e| input_error(format!("{name}: {e}")))?;
-    if bytes.starts_with(&isa::MAGIC) {
-        let program = isa::decode(&bytes).map_err(|e| input_error(format!("{name}: {e}")))?;
-        return Ok(Source::Program(program));
+    let mut head = [0u8; isa::MAGIC.len()];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .map_err(|e| input_error(format!("{name}: {e}")))?;
+    if head[..n] != isa::MAGIC {
+        return Ok(None);
     }
-    Ok(Source::Model)
+    let bytes = std::fs::read(path).map_err(|e| input_error(format!("{name}: {e}")))?;
+    isa::decode(&bytes)
+        .map(Some)
+        .map_err(|e| input_error(format!("{name}: {e}")))
 }
 
 /// Compresses and lowers a model for `pes` PEs with the eie preset, as

@@ -258,6 +258,10 @@ fn run(
             let b = d.bias.map(w).transpose()?;
             kernels::dense(x(), &w(d.weight)?, dims(d.weight)[0], b.as_deref())
         }
+        Op::MatMul(m) => {
+            let b = m.bias.map(w).transpose()?;
+            kernels::matmul(x(), &w(m.weight)?, dims(m.weight)[1], b.as_deref())
+        }
         Op::Conv2d(c) => {
             let b = c.bias.map(w).transpose()?;
             kernels::conv2d(x(), &w(c.weight)?, dims(c.weight), b.as_deref(), c)

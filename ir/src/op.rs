@@ -7,9 +7,10 @@
 //! - [`Op::build`] is the only way text-level attributes become an op, and [`Op::attrs`] gives
 //!   back the attributes that differ from their defaults, in the shortest form that `build` reads
 //!   to the same op: `Op::build(op.kind(), op.weights(), &op.attrs()) == Ok(op)`.
-//! - Layouts follow ONNX: dense weights are `[out, in]`, conv weights `[out, in/groups, kh, kw]`,
-//!   activations are channel-major (`[C, H, W]` or `[N, C, H, W]`), padding is
-//!   `[top, left, bottom, right]`.
+//! - Layouts follow ONNX: dense weights are `[out, in]`, matmul weights `[in, out]` (ONNX's
+//!   MatMul and Gemm without transB; `simplify` rewrites matmul to dense), conv weights
+//!   `[out, in/groups, kh, kw]`, activations are channel-major (`[C, H, W]` or `[N, C, H, W]`),
+//!   padding is `[top, left, bottom, right]`.
 
 use crate::types::{DType, TensorType};
 use crate::weights::WeightId;
@@ -21,6 +22,7 @@ pub enum OpKind {
     Input,
     Constant,
     Dense,
+    MatMul,
     Conv2d,
     Relu,
     Sigmoid,
@@ -131,6 +133,14 @@ pub const SCHEMAS: &[OpSchema] = &[
         weights: &[req("weight"), opt("bias")],
         attrs: &[],
         summary: "y = W x + b over the last axis; W is [out, in]",
+    },
+    OpSchema {
+        kind: OpKind::MatMul,
+        name: "matmul",
+        values: Arity::Exactly(1),
+        weights: &[req("weight"), opt("bias")],
+        attrs: &[],
+        summary: "y = x W + b over the last axis; W is [in, out] (ONNX MatMul and Gemm without transB); simplify rewrites it to dense",
     },
     OpSchema {
         kind: OpKind::Conv2d,
@@ -417,6 +427,17 @@ pub struct Dense {
     pub bias: Option<WeightId>,
 }
 
+/// A product whose weight is stored `[in, out]`, ONNX's layout for MatMul and for Gemm without
+/// `transB`: `y[.., n] = sum_k x[.., k] W[k, n] + b[n]`. It computes exactly what
+/// `dense` over `W^T` computes; only the weight's layout differs. `dense` is the normal form
+/// the compression passes and the backends consume, and `simplify` rewrites every `matmul`
+/// into it (`gemm-transb-normal-form`), so this op exists only before compression.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MatMul {
+    pub weight: WeightId,
+    pub bias: Option<WeightId>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Conv2d {
     pub weight: WeightId,
@@ -561,6 +582,7 @@ pub enum Op {
     Input(Input),
     Constant(Constant),
     Dense(Dense),
+    MatMul(MatMul),
     Conv2d(Conv2d),
     Relu,
     Sigmoid,
@@ -769,6 +791,7 @@ impl Op {
             Op::Input(_) => OpKind::Input,
             Op::Constant(_) => OpKind::Constant,
             Op::Dense(_) => OpKind::Dense,
+            Op::MatMul(_) => OpKind::MatMul,
             Op::Conv2d(_) => OpKind::Conv2d,
             Op::Relu => OpKind::Relu,
             Op::Sigmoid => OpKind::Sigmoid,
@@ -825,6 +848,10 @@ impl Op {
             Op::Dense(d) => {
                 f(&mut d.weight);
                 opt(&mut d.bias, &mut f);
+            }
+            Op::MatMul(m) => {
+                f(&mut m.weight);
+                opt(&mut m.bias, &mut f);
             }
             Op::Conv2d(c) => {
                 f(&mut c.weight);
@@ -915,6 +942,10 @@ impl Op {
                 value: w(0).expect("checked"),
             }),
             OpKind::Dense => Op::Dense(Dense {
+                weight: w(0).expect("checked"),
+                bias: w(1),
+            }),
+            OpKind::MatMul => Op::MatMul(MatMul {
                 weight: w(0).expect("checked"),
                 bias: w(1),
             }),
@@ -1150,6 +1181,7 @@ impl Op {
             Op::Input(_)
             | Op::Constant(_)
             | Op::Dense(_)
+            | Op::MatMul(_)
             | Op::Relu
             | Op::Sigmoid
             | Op::Tanh

@@ -1,8 +1,8 @@
 //! Tests of `simplify`: one golden case per rule under `cases/simplify/` (the IR before, the
 //! pass report and the IR after; the case's first line may name the target, `# target: eie`),
 //! and the semantics check: on every ONNX fixture and every example, the interpreter's outputs
-//! before and after simplify agree within 1e-5 relative, for both targets, and no cast to a
-//! value's own type is left.
+//! before and after simplify agree within 1e-5 relative, for both targets, no cast to a
+//! value's own type is left, and every product is in the dense normal form (no `matmul`).
 
 use sprig_ir::{DType, Graph, GraphInfo, Tensor, interpret};
 use sprig_passes::simplify::{Limits, SimplifyStats, cost::Target, rules::RULES, simplify};
@@ -192,8 +192,15 @@ fn simplify_keeps_semantics_of_fixtures_and_examples() {
                     "{name}: nothing applied, yet the graph changed"
                 );
             }
-            // The casts the importer keeps as written are gone when they change nothing.
+            // The casts the importer keeps as written are gone when they change nothing, and
+            // every product the importer kept as a matmul is dense.
             for id in after.node_ids() {
+                assert!(
+                    !matches!(after.node(id).op, sprig_ir::Op::MatMul(_)),
+                    "{name} ({}): `{}` is still a matmul",
+                    target.name(),
+                    after.node(id).name
+                );
                 if let sprig_ir::Op::Cast(c) = &after.node(id).op {
                     let operand = after.operands(id)[0];
                     assert_ne!(
@@ -300,6 +307,95 @@ fn stacked_and_cast_graphs_run_on_the_cpu_as_interpreted() {
         let got = executor.run(&inputs).expect("runs");
         assert_eq!(got, run(&after, &info, &inputs), "{case}");
     }
+}
+
+/// The ONNX fixtures with Gemm(transB = 0) and MatMul import as `matmul` (weight [in, out]),
+/// exactly where the model has them, and simplify turns every one into `dense`.
+#[test]
+fn onnx_matmuls_import_faithfully_and_simplify_to_dense() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/onnx");
+    for (fixture, matmuls) in [
+        ("gemm_variants.onnx", &["g1", "a2"][..]),
+        ("sklearn_mlp.onnx", &["add_result", "add_result1"][..]),
+    ] {
+        let parsed = sprig_front::load_model(&root.join(fixture)).unwrap_or_else(|e| panic!("{e}"));
+        let g = &parsed.graph;
+        let found: Vec<&str> = g
+            .node_ids()
+            .filter(|&id| matches!(g.node(id).op, sprig_ir::Op::MatMul(_)))
+            .map(|id| g.node(id).name.as_str())
+            .collect();
+        assert_eq!(found, matmuls, "{fixture}");
+        let (after, _, stats) = simplified(g, &parsed.info, Target::Cpu);
+        let applied = stats
+            .applied
+            .iter()
+            .find(|(rule, _)| *rule == "gemm-transb-normal-form")
+            .map(|&(_, n)| n);
+        assert_eq!(applied, Some(matmuls.len()), "{fixture}");
+        for name in matmuls {
+            let id = after.find(name).expect("the product keeps its name");
+            assert!(
+                matches!(after.node(id).op, sprig_ir::Op::Dense(_)),
+                "{fixture}: `{name}` is {}",
+                after.node(id).op.name()
+            );
+        }
+    }
+}
+
+/// A `matmul` left unnormalised runs on the CPU executor exactly as interpreted, and every
+/// consumer that needs the dense layout refuses it by name, saying to run simplify.
+#[test]
+fn unnormalised_matmul_runs_on_the_cpu_and_compression_refuses_it() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("cases/simplify/gemm-transb-normal-form.sprig");
+    let parsed = sprig_front::load_model(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (graph, info) = (&parsed.graph, &parsed.info);
+    let inputs = seeded_inputs(graph, info, 5);
+    let options = sprig_cpu::Options::from_env(1).expect("a CPU variant");
+    let executor = sprig_cpu::Executor::new(graph, info, &options).expect("prepares");
+    assert_eq!(
+        executor.run(&inputs).expect("runs"),
+        run(graph, info, &inputs)
+    );
+    for pass in [
+        "prune(sparsity=0.5)",
+        "partition(pes=4)",
+        "quantize(bits=4)",
+        "huffman",
+    ] {
+        let mut g = graph.clone();
+        let pipeline = sprig_passes::Pipeline::parse(pass).expect("parses");
+        let err = sprig_passes::run_pipeline(&mut g, info.clone(), &pipeline, None)
+            .expect_err("refuses a matmul")
+            .to_string();
+        assert!(
+            err.contains("`h`, `y` are matmuls") && err.contains("run simplify first"),
+            "{pass}: {err}"
+        );
+    }
+    // EIE: `check_supported` lets a matmul pass (every EIE pipeline starts with simplify);
+    // the lowering refuses it.
+    let text = "network m\ninput x : f32[3]\nweight @w : f32[3, 2] = [1, 2, 3, 4, 5, 6]\noutput y = matmul(x, @w)\n";
+    let small = sprig_front::parse_text(text, "m.sprig", None).unwrap_or_else(|d| panic!("{d}"));
+    sprig_eie::lower::check_supported(&small.graph, &small.info).expect("passes the early check");
+    let err = sprig_eie::lower::lower(
+        &small.graph,
+        &small.info,
+        &sprig_eie::lower::LowerOptions::default(),
+    )
+    .expect_err("refuses a matmul")
+    .to_string();
+    assert!(
+        err.contains("`y`") && err.contains("run the simplify pass first"),
+        "{err}"
+    );
+    // After simplify, the same graph compresses.
+    let mut g = graph.clone();
+    let pipeline = sprig_passes::Pipeline::parse("simplify, prune(sparsity=0.5), quantize(bits=4)")
+        .expect("parses");
+    sprig_passes::run_pipeline(&mut g, info.clone(), &pipeline, None).expect("compresses");
 }
 
 #[test]

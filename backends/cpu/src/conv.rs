@@ -32,7 +32,7 @@ impl PackedConv {
         weight: &Weight,
         bias: Option<&Weight>,
         c: &Conv2d,
-        slices: usize,
+        threads: usize,
     ) -> Result<PackedConv, CpuError> {
         let d = weight.ty.shape.dims();
         let dims = [d[0], d[1], d[2], d[3]];
@@ -49,7 +49,7 @@ impl PackedConv {
                         rows: og,
                         cols: k,
                     },
-                    slices,
+                    threads,
                 )
             })
             .collect::<Result<_, _>>()?;

@@ -3,6 +3,8 @@
 //! Contract: [`Executor::new`] checks that the info is the graph's verification result, packs
 //! every weight matrix (dense, conv2d, LSTM) into the CPU layout once, and fuses a `relu` into
 //! the dense or conv2d that is its only operand when nothing else reads the pre-activation value.
+//! A `matmul` (weight `[in, out]`, the form before `simplify` normalises it to dense) runs as a
+//! plain f32 loop over its unpacked weight, summing like the interpreter.
 //! [`Executor::run`] takes one tensor per network input (declared shapes) and returns one per
 //! output, like the interpreter, and agrees with it: matrix ops sum in its order and the other
 //! ops share its formulas. Values are dropped once their last user has run.
@@ -29,7 +31,8 @@ enum Prepared {
     Lstm(PackedLstm),
     /// A relu folded into its operand: the value passes through.
     Fused,
-    /// Weight values an op reads (constant, batchnorm's four, an embedding table).
+    /// Weight values an op reads (constant, batchnorm's four, an embedding table, a matmul's
+    /// weight and bias).
     Values(Vec<Arc<[f32]>>),
     None,
 }
@@ -63,7 +66,7 @@ impl<'g> Executor<'g> {
             _ => return Err(CpuError::Unverified),
         }
         let rt = Runtime::new(options.isa, options.threads)?.with_traversal(options.traversal);
-        let slices = rt.threads();
+        let threads = rt.threads();
         let bound = graph.node_ids().map(|id| id.index() + 1).max().unwrap_or(0);
         let mut prepared: Vec<Prepared> = (0..bound).map(|_| Prepared::None).collect();
         let outputs = graph.outputs();
@@ -78,7 +81,7 @@ impl<'g> Executor<'g> {
                     let values = w(d.weight).values();
                     let matrix = PackedMatrix::build(
                         MatrixSource::whole(w(d.weight), &values, dims[0], dims[1]),
-                        slices,
+                        threads,
                     )
                     .map_err(layer)?;
                     Prepared::Dense {
@@ -98,7 +101,7 @@ impl<'g> Executor<'g> {
                         l.h0.map(w),
                         l.c0.map(w),
                         l.last,
-                        slices,
+                        threads,
                     )
                     .map_err(layer)?,
                 ),
@@ -108,7 +111,7 @@ impl<'g> Executor<'g> {
                         l.h0.map(w),
                         l.c0.map(w),
                         l.last,
-                        slices,
+                        threads,
                     )
                     .map_err(layer)?,
                 ),
@@ -135,6 +138,12 @@ impl<'g> Executor<'g> {
                         .collect(),
                 ),
                 Op::Embedding(e) => Prepared::Values(vec![w(e.table).values()]),
+                Op::MatMul(m) => Prepared::Values(
+                    std::iter::once(m.weight)
+                        .chain(m.bias)
+                        .map(|b| w(b).values())
+                        .collect(),
+                ),
                 _ => Prepared::None,
             };
         }
@@ -291,6 +300,12 @@ impl<'g> Executor<'g> {
                 }
                 tensor(y)
             }
+            Op::MatMul(m) => {
+                let out = out_dims[out_dims.len() - 1];
+                let bias = m.bias.map(|_| values(1)).transpose()?;
+                let rows = ty.shape.len() / out;
+                tensor(matmul(&x().data, values(0)?, rows, out, bias))
+            }
             Op::Conv2d(_) => {
                 let Prepared::Conv(conv) = prepared else {
                     return Err(CpuError::Unverified);
@@ -398,6 +413,27 @@ impl<'g> Executor<'g> {
             }
         })
     }
+}
+
+/// `y[r, n] = sum_k x[r, k] w[k, n] + b[n]` over `rows` rows, for `w` row-major `[in, out]`
+/// (`out > 0`); each output sums in increasing `k` from zero, bias last (the interpreter's
+/// order).
+fn matmul(x: &[f32], w: &[f32], rows: usize, out: usize, bias: Option<&[f32]>) -> Vec<f32> {
+    let inp = w.len() / out;
+    let mut y = vec![0.0f32; rows * out];
+    for (r, yr) in y.chunks_exact_mut(out).enumerate() {
+        for (k, &xv) in x[r * inp..(r + 1) * inp].iter().enumerate() {
+            for (yv, &wv) in yr.iter_mut().zip(&w[k * out..(k + 1) * out]) {
+                *yv += wv * xv;
+            }
+        }
+        if let Some(b) = bias {
+            for (yv, &bv) in yr.iter_mut().zip(b) {
+                *yv += bv;
+            }
+        }
+    }
+    y
 }
 
 /// An axis attribute resolved against `rank` (negative counts from the end).

@@ -14,22 +14,24 @@
 //! column order starting from the accumulator's value.
 
 /// `$f::<BITS>(args…)` with the code width of a sparse kind (0 for `sparse-f32`, whose entries
-/// hold only the delta), or `$dense` for `dense-f32`: the one place a kind picks its
-/// monomorphised kernel, shared by every variant and traversal.
+/// hold no code), `$dense` for `dense-f32` or `$codes` for `dense-code4`: the one place a kind
+/// picks its monomorphised kernel, shared by every variant and traversal.
 macro_rules! by_code_bits {
-    ($kind:expr, $dense:expr, $f:ident($($arg:expr),* $(,)?)) => {
+    ($kind:expr, $dense:expr, $codes:expr, $f:ident($($arg:expr),* $(,)?)) => {
         match $kind {
             KernelKind::Code4 => $f::<4>($($arg),*),
             KernelKind::Code5 => $f::<5>($($arg),*),
             KernelKind::Code8 => $f::<8>($($arg),*),
             KernelKind::SparseF32 => $f::<0>($($arg),*),
             KernelKind::DenseF32 => $dense,
+            KernelKind::DenseCode4 => $codes,
         }
     };
 }
 
 /// The two entry points of a SIMD variant compiled with `$features`: `accumulate` (columns, by
-/// the variant's `columns::<BITS>` and `dense`) and `rows` (by its `row_chunks::<BITS>`).
+/// the variant's `columns::<BITS>`, `dense` and `dense_codes`) and `rows` (by its
+/// `row_chunks::<BITS>`).
 #[cfg(target_arch = "x86_64")]
 macro_rules! variant_entry_points {
     ($features:literal) => {
@@ -51,6 +53,7 @@ macro_rules! variant_entry_points {
                 by_code_bits!(
                     kind,
                     dense(slice, active, acc),
+                    dense_codes(table, slice, active, acc),
                     columns(table, slice, active, acc)
                 )
             }
@@ -58,12 +61,13 @@ macro_rules! variant_entry_points {
 
         /// # Safety
         /// As `accumulate`, for row chunks: lanes' rows below `acc.len()`, lanes' columns below
-        /// `x.len()`, chunk steps inside the entries (and values).
+        /// `x.len()`, chunk steps inside the entries (and values), `chunks` inside the chunks.
         #[target_feature(enable = $features)]
         pub(super) unsafe fn rows(
             kind: KernelKind,
             table: &[f32],
             rc: &RowChunks,
+            chunks: std::ops::Range<usize>,
             x: &[f32],
             acc: &mut [f32],
         ) {
@@ -72,7 +76,8 @@ macro_rules! variant_entry_points {
                 by_code_bits!(
                     kind,
                     unreachable!("dense matrices have no row chunks"),
-                    row_chunks(table, rc, x, acc)
+                    unreachable!("dense matrices have no row chunks"),
+                    row_chunks(table, rc, chunks, x, acc)
                 )
             }
         }
@@ -85,7 +90,8 @@ mod avx2;
 mod avx512;
 
 use crate::isa::Isa;
-use crate::layout::{KernelKind, LANES, PackedMatrix, RowChunks, Slice};
+use crate::layout::{BAND_ROWS, BAND_WORDS, KernelKind, LANES, PackedMatrix, RowChunks, Slice};
+use std::ops::Range;
 
 /// The non-zero activations of an input vector: column indices (increasing) and values, and the
 /// whole vector when it was collected with [`Active::gather`].
@@ -156,13 +162,25 @@ pub fn accumulate(isa: Isa, m: &PackedMatrix, s: usize, active: &Active, acc: &m
     }
 }
 
-/// Accumulates slice `s` of `m` times the whole input `x` into `acc` walking its row chunks.
+/// Accumulates the row chunks `chunks` of slice `s` of `m` times the whole input `x` into `acc`
+/// (the local rows of those chunks' lanes; other rows are left as they are).
 ///
-/// Panics when the slice has no row chunks, `acc` does not have one value per local row or `x`
-/// one value per column.
-pub fn accumulate_rows(isa: Isa, m: &PackedMatrix, s: usize, x: &[f32], acc: &mut [f32]) {
+/// Panics when the slice has no row chunks, `chunks` is not a range of them, `acc` does not have
+/// one value per local row or `x` one value per column.
+pub fn accumulate_rows(
+    isa: Isa,
+    m: &PackedMatrix,
+    s: usize,
+    chunks: Range<usize>,
+    x: &[f32],
+    acc: &mut [f32],
+) {
     let slice = &m.slices()[s];
     let rc = slice.row_chunks().expect("the matrix was built with rows");
+    assert!(
+        chunks.start <= chunks.end && chunks.end <= rc.chunks().len(),
+        "chunk range"
+    );
     assert_eq!(acc.len(), slice.rows().len(), "one accumulator per row");
     assert_eq!(x.len(), m.cols(), "one input per column");
     match isa {
@@ -171,24 +189,32 @@ pub fn accumulate_rows(isa: Isa, m: &PackedMatrix, s: usize, x: &[f32], acc: &mu
             // SAFETY: AVX-512 F/BW/VL support checked just above; the row-chunk invariants
             // (validated when `m` was built) keep lanes' rows below `acc.len()` and columns
             // below `x.len()`, both checked above, and chunk steps inside the entries.
-            unsafe { avx512::rows(m.kind(), m.table(), rc, x, acc) }
+            unsafe { avx512::rows(m.kind(), m.table(), rc, chunks, x, acc) }
         }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if Isa::Avx2.is_supported() => {
             // SAFETY: as for AVX-512, with AVX2 and FMA support checked just above.
-            unsafe { avx2::rows(m.kind(), m.table(), rc, x, acc) }
+            unsafe { avx2::rows(m.kind(), m.table(), rc, chunks, x, acc) }
         }
-        _ => scalar_rows(m.kind(), m.table(), rc, x, acc),
+        _ => scalar_rows(m.kind(), m.table(), rc, chunks, x, acc),
     }
 }
 
 /// The portable row traversal: each chunk's lanes summed side by side.
-fn scalar_rows(kind: KernelKind, table: &[f32], rc: &RowChunks, x: &[f32], acc: &mut [f32]) {
+fn scalar_rows(
+    kind: KernelKind,
+    table: &[f32],
+    rc: &RowChunks,
+    chunks: Range<usize>,
+    x: &[f32],
+    acc: &mut [f32],
+) {
     let bits = kind.code_bits();
     let mask = (1u16 << bits) - 1;
     let (entries, values) = (rc.entries(), rc.values());
     let local = acc.len();
-    for (c, &(start, steps)) in rc.chunks().iter().enumerate() {
+    for c in chunks {
+        let (start, steps) = rc.chunks()[c];
         let lanes = (local - c * LANES).min(LANES);
         let rows = &rc.lane_rows()[c * LANES..c * LANES + lanes];
         let mut sum = [0.0f32; LANES];
@@ -224,6 +250,24 @@ fn scalar(kind: KernelKind, table: &[f32], slice: &Slice, active: &Active, acc: 
         KernelKind::Code8 => scalar_coded::<8>(table, slice, active, acc),
         KernelKind::SparseF32 => scalar_values(slice, active, acc),
         KernelKind::DenseF32 => dense_columns(slice, active, acc),
+        KernelKind::DenseCode4 => scalar_dense_codes(table, slice, active, acc),
+    }
+}
+
+/// `dense-code4`: band by band, every active column's codes looked up for the band's rows.
+fn scalar_dense_codes(table: &[f32], slice: &Slice, active: &Active, acc: &mut [f32]) {
+    let codes = slice.codes();
+    let cols = codes.len() / (slice.bands() * BAND_WORDS).max(1);
+    for (b, rows) in acc.chunks_mut(BAND_ROWS).enumerate() {
+        for (&j, &a) in active.index.iter().zip(&active.value) {
+            let at = (b * cols + j as usize) * BAND_WORDS;
+            let words = &codes[at..at + BAND_WORDS];
+            for (offset, y) in rows.iter_mut().enumerate() {
+                let word = words[offset % BAND_WORDS];
+                let code = (word >> (4 * (offset / BAND_WORDS))) & 15;
+                *y += table[code as usize] * a;
+            }
+        }
     }
 }
 
@@ -233,12 +277,9 @@ fn scalar_coded<const BITS: u32>(table: &[f32], slice: &Slice, active: &Active, 
     let table = &table[..1 << BITS];
     for (&j, &a) in active.index.iter().zip(&active.value) {
         let column = &entries[ptr[j as usize] as usize..ptr[j as usize + 1] as usize];
-        // The row before the first: deltas count the zero rows before each entry.
-        let mut row = usize::MAX;
         for &e in column {
-            row = row.wrapping_add((e >> BITS) as usize + 1);
             let w = table[(e & mask) as usize];
-            acc[row] += w * a;
+            acc[(e >> BITS) as usize] += w * a;
         }
     }
 }
@@ -247,10 +288,8 @@ fn scalar_values(slice: &Slice, active: &Active, acc: &mut [f32]) {
     let (ptr, entries, values) = (slice.ptr(), slice.entries(), slice.values());
     for (&j, &a) in active.index.iter().zip(&active.value) {
         let range = ptr[j as usize] as usize..ptr[j as usize + 1] as usize;
-        let mut row = usize::MAX;
         for (&e, &w) in entries[range.clone()].iter().zip(&values[range]) {
-            row = row.wrapping_add(e as usize + 1);
-            acc[row] += w * a;
+            acc[e as usize] += w * a;
         }
     }
 }

@@ -1,18 +1,26 @@
 //! The CPU layout of a weight matrix: what the kernels read, built once from a weight's encoding.
 //!
 //! A matrix `[rows, cols]` (dense weights `[out, in]`; a conv group's filters `[out, in·kh·kw]`)
-//! is split into row slices, one per worker thread. Each slice stores its rows column by column
-//! (compressed sparse columns, as EIE's PEs do), so a zero activation skips its whole column:
+//! is split into row slices, the units the worker threads take in turn. Each slice stores its
+//! rows column by column (compressed sparse columns, as EIE's PEs do), so a zero activation
+//! skips its whole column:
 //!
 //! - coded kinds (`sparse-code4/5/8`, from weight sharing): one 16-bit entry per stored weight,
-//!   `code | delta << bits`, where `code` indexes the layer's table (the codebook, plus a 0.0 entry
-//!   when the codebook has none) and `delta` counts the zero rows skipped before the entry within
-//!   the column (a relative index, decoded on the fly by a running sum). A gap wider than a delta
-//!   can say is bridged by padding entries whose code is the table's zero. `bits` is the narrowest
-//!   of 4, 5, 8 that holds the table: 16, 32 or 256 entries, looked up inside the kernels.
-//! - `sparse-f32` (pruned, unquantized): the same 16-bit entries holding only the delta, and one
-//!   f32 value per entry (0.0 for padding).
+//!   `code | row << bits`, where `code` indexes the layer's table (the codebook, plus a 0.0 entry
+//!   when the codebook has none) and `row` is the entry's local row within the slice. `bits` is
+//!   the narrowest of 4, 5, 8 that holds the table: 16, 32 or 256 entries, looked up inside the
+//!   kernels. A slice therefore holds at most `2^(16 - bits)` rows ([`KernelKind::max_slice_rows`]):
+//!   rows decode without a running sum, so a column's entries are independent of each other.
+//! - `sparse-f32` (pruned, unquantized): the same 16-bit entries holding only the local row, and
+//!   one f32 value per entry.
 //! - `dense-f32` (more than half non-zero, unquantized): each column's rows contiguous.
+//! - `dense-code4` (weight sharing with at most 16 table entries, at least one weight in
+//!   [`DENSE_CODES_FROM`] non-zero): every element's 4-bit code, zeros included, and no indices.
+//!   At that density the codes take no more bytes than the two sparse layouts' entries, and a
+//!   product reads no index and no padding: for each active column, 16 rows per table lookup in
+//!   registers. Rows go in bands of [`BAND_ROWS`]; per band and column, [`BAND_WORDS`] 32-bit
+//!   words where nibble `k` of word `i` is the code of the band's row `i + 16·k` (rows past the
+//!   slice hold the table's zero).
 //!
 //! Sparse kinds also keep the same entries row by row ([`RowChunks`], sliced ELLPACK): a slice's
 //! rows, sorted by decreasing non-zero count, go in chunks of [`LANES`] rows summed side by side;
@@ -23,13 +31,16 @@
 //! serves dense ones (no scattered accumulator updates; the activations are gathered instead).
 //! [`PackedMatrix::traversal_for`] picks one per product from the number of active columns.
 //!
-//! Slices: when the weight carries a partition, rows are dealt out as its scheme says (row `i` to
-//! slice `pe(i) mod slices`, EIE's interleave); otherwise slices are contiguous row ranges cut so
-//! that each holds about the same number of non-zeros.
+//! Slices: one per thread (a slice walked by columns pays for every active column, so finer
+//! slices cost more than they balance; row walks cut slices finer, see [`RowChunks::split`]).
+//! When the weight carries a partition, rows are dealt out as its scheme says (row `i` to slice `pe(i) mod slices`, EIE's
+//! interleave); otherwise slices are contiguous row ranges cut so that each holds about the same
+//! number of non-zeros. A slice over [`KernelKind::max_slice_rows`] is then cut into consecutive
+//! pieces of its rows.
 //!
 //! Invariants (checked when a matrix is built, relied on by the kernels; fields are private):
-//! `ptr` has `cols + 1` non-decreasing entries ending at `entries.len()`; decoding any column
-//! gives strictly increasing local rows below the slice's row count; a stored weight decodes to
+//! `ptr` has `cols + 1` non-decreasing entries ending at `entries.len()`; any column's entries
+//! hold strictly increasing local rows below the slice's row count; a stored weight decodes to
 //! exactly the weight's value (codes are checked against the values). Row chunks: the lanes of
 //! all chunks hold each local row exactly once (then zeros past the last row); every chunk's
 //! steps lie inside the entries; decoding any lane gives columns below `cols`.
@@ -37,6 +48,7 @@
 use crate::CpuError;
 use sprig_ir::Weight;
 use sprig_ir::encoding::Encoding;
+use std::ops::Range;
 
 /// Which kernel a matrix runs with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,6 +63,8 @@ pub enum KernelKind {
     SparseF32,
     /// Every element, f32.
     DenseF32,
+    /// Every element's code, at most 16 table entries.
+    DenseCode4,
 }
 
 impl KernelKind {
@@ -61,27 +75,43 @@ impl KernelKind {
             KernelKind::Code8 => "sparse-code8",
             KernelKind::SparseF32 => "sparse-f32",
             KernelKind::DenseF32 => "dense-f32",
+            KernelKind::DenseCode4 => "dense-code4",
         }
     }
 
     /// Bits of the code inside an entry (0 when entries hold only the delta).
     pub fn code_bits(self) -> u32 {
         match self {
-            KernelKind::Code4 => 4,
+            KernelKind::Code4 | KernelKind::DenseCode4 => 4,
             KernelKind::Code5 => 5,
             KernelKind::Code8 => 8,
             KernelKind::SparseF32 | KernelKind::DenseF32 => 0,
         }
     }
 
-    /// The largest delta an entry holds.
+    /// The largest delta a row-chunk entry holds.
     pub fn max_delta(self) -> u32 {
         (1u32 << (16 - self.code_bits())) - 1
+    }
+
+    /// The most rows a slice holds: local rows of a column entry fit beside the code in 16 bits.
+    pub fn max_slice_rows(self) -> usize {
+        match self {
+            KernelKind::DenseF32 | KernelKind::DenseCode4 => usize::MAX,
+            _ => 1 << (16 - self.code_bits()),
+        }
     }
 }
 
 /// Rows summed side by side by the row kernels: one chunk's lanes.
 pub const LANES: usize = 16;
+
+/// `dense-code4` is used when at least one weight in this many is non-zero.
+pub const DENSE_CODES_FROM: usize = 8;
+
+/// Rows of one band of `dense-code4` codes, and its 32-bit words per column.
+pub const BAND_ROWS: usize = 128;
+pub const BAND_WORDS: usize = 16;
 
 /// How a product walks a sparse matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -135,6 +165,31 @@ impl RowChunks {
         &self.values
     }
 
+    /// The chunks cut into at most `parts` consecutive ranges of about the same number of steps
+    /// (every chunk in exactly one range, no range empty).
+    pub fn split(&self, parts: usize) -> Vec<Range<usize>> {
+        let total: u64 = self
+            .chunks
+            .iter()
+            .map(|&(_, steps)| u64::from(steps) + 1)
+            .sum();
+        let parts = parts.clamp(1, self.chunks.len().max(1)) as u64;
+        let mut out = Vec::with_capacity(parts as usize);
+        let (mut start, mut seen) = (0, 0u64);
+        for (c, &(_, steps)) in self.chunks.iter().enumerate() {
+            seen += u64::from(steps) + 1;
+            // Close the current range once it holds its share of the steps.
+            if seen * parts >= (out.len() as u64 + 1) * total {
+                out.push(start..c + 1);
+                start = c + 1;
+            }
+        }
+        if start < self.chunks.len() {
+            out.push(start..self.chunks.len());
+        }
+        out
+    }
+
     /// Bytes of these arrays.
     pub fn bytes(&self) -> usize {
         self.lane_rows.len() * 4
@@ -151,10 +206,12 @@ pub struct Slice {
     rows: Vec<u32>,
     /// Column starts in `entries` (sparse kinds), `cols + 1` values.
     ptr: Vec<u32>,
-    /// `code | delta << bits` (coded kinds) or `delta` (`sparse-f32`).
+    /// `code | row << bits` (coded kinds) or `row` (`sparse-f32`), local rows.
     entries: Vec<u16>,
     /// `sparse-f32`: one value per entry; `dense-f32`: `cols × rows.len()`, column-major.
     values: Vec<f32>,
+    /// `dense-code4`: per band of [`BAND_ROWS`] local rows, per column, [`BAND_WORDS`] words.
+    codes: Vec<u32>,
     /// The row layout of the same entries (sparse kinds, when built with it).
     row_chunks: Option<RowChunks>,
 }
@@ -176,13 +233,26 @@ impl Slice {
         &self.values
     }
 
+    pub(crate) fn codes(&self) -> &[u32] {
+        &self.codes
+    }
+
+    /// Bands of `dense-code4` codes ([`BAND_ROWS`] local rows each, the last one partly filled).
+    pub fn bands(&self) -> usize {
+        self.rows.len().div_ceil(BAND_ROWS)
+    }
+
     pub fn row_chunks(&self) -> Option<&RowChunks> {
         self.row_chunks.as_ref()
     }
 
     /// Bytes of the column layout's arrays.
     pub fn bytes(&self) -> usize {
-        self.rows.len() * 4 + self.ptr.len() * 4 + self.entries.len() * 2 + self.values.len() * 4
+        self.rows.len() * 4
+            + self.ptr.len() * 4
+            + self.entries.len() * 2
+            + self.values.len() * 4
+            + self.codes.len() * 4
     }
 }
 
@@ -248,21 +318,21 @@ fn code_table(codebook: &[f32]) -> (Vec<f32>, u16, Option<KernelKind>) {
 }
 
 impl PackedMatrix {
-    /// Builds the layout of `src` split into `slices` row slices (at least one), sparse kinds
-    /// with both the column and the row layout.
-    pub fn build(src: MatrixSource<'_>, slices: usize) -> Result<PackedMatrix, CpuError> {
-        PackedMatrix::build_with(src, slices, true)
+    /// Builds the layout of `src` for products on `threads` threads (row slices as the module
+    /// docs say), sparse kinds with both the column and the row layout.
+    pub fn build(src: MatrixSource<'_>, threads: usize) -> Result<PackedMatrix, CpuError> {
+        PackedMatrix::build_with(src, threads, true)
     }
 
     /// [`PackedMatrix::build`] with the column layout only (for products that always see a
     /// list of non-zero inputs and never the whole input vector, as conv2d's receptive fields).
-    pub fn build_columns(src: MatrixSource<'_>, slices: usize) -> Result<PackedMatrix, CpuError> {
-        PackedMatrix::build_with(src, slices, false)
+    pub fn build_columns(src: MatrixSource<'_>, threads: usize) -> Result<PackedMatrix, CpuError> {
+        PackedMatrix::build_with(src, threads, false)
     }
 
     fn build_with(
         src: MatrixSource<'_>,
-        slices: usize,
+        threads: usize,
         with_rows: bool,
     ) -> Result<PackedMatrix, CpuError> {
         let MatrixSource {
@@ -295,21 +365,28 @@ impl PackedMatrix {
             let (t, z, k) = code_table(&shared.codebook);
             if let Some(k) = k {
                 element_codes = Some(block_codes(values, encoding, start, len)?);
-                kind = k;
+                kind = if k == KernelKind::Code4 && nonzeros * DENSE_CODES_FROM >= len {
+                    KernelKind::DenseCode4
+                } else {
+                    k
+                };
                 table = t;
                 zero_code = z;
             }
         }
 
-        let slice_of = slice_assignment(block, rows, cols, slices.max(1), encoding);
-        let n_slices = slices.max(1);
-        let mut built = Vec::with_capacity(n_slices);
-        for s in 0..n_slices {
-            let slice_rows: Vec<u32> = (0..rows as u32)
-                .filter(|&r| slice_of[r as usize] == s)
-                .collect();
+        let wanted = threads.max(1);
+        let slice_of = slice_assignment(block, rows, cols, wanted.min(rows.max(1)), encoding);
+        let mut built = Vec::with_capacity(wanted);
+        for slice_rows in capped_slices(&slice_of, kind.max_slice_rows()) {
             built.push(match kind {
                 KernelKind::DenseF32 => dense_slice(block, cols, slice_rows),
+                KernelKind::DenseCode4 => dense_code_slice(
+                    cols,
+                    slice_rows,
+                    element_codes.as_deref().expect("coded kinds have codes"),
+                    zero_code,
+                ),
                 _ => sparse_slice(
                     block,
                     cols,
@@ -324,10 +401,9 @@ impl PackedMatrix {
                 )?,
             });
         }
-        let stored = if kind == KernelKind::DenseF32 {
-            len
-        } else {
-            nonzeros
+        let stored = match kind {
+            KernelKind::DenseF32 => len,
+            _ => nonzeros,
         };
         let m = PackedMatrix {
             rows,
@@ -352,6 +428,12 @@ impl PackedMatrix {
                 }
                 continue;
             }
+            if self.kind == KernelKind::DenseCode4 {
+                if s.codes.len() != s.bands() * self.cols * BAND_WORDS || self.table.len() != 16 {
+                    return bad("dense code slice size".to_string());
+                }
+                continue;
+            }
             if s.ptr.len() != self.cols + 1
                 || s.ptr.last().copied() != Some(s.entries.len() as u32)
                 || s.ptr.windows(2).any(|w| w[0] > w[1])
@@ -361,14 +443,18 @@ impl PackedMatrix {
             if self.kind == KernelKind::SparseF32 && s.values.len() != s.entries.len() {
                 return bad("values per entry".to_string());
             }
+            if local > self.kind.max_slice_rows() {
+                return bad("a slice holds more rows than its entries can name".to_string());
+            }
             let bits = self.kind.code_bits();
             for c in 0..self.cols {
-                let mut next = 0usize;
+                let mut next = 0usize; // the lowest local row the next entry may hold
                 for &e in &s.entries[s.ptr[c] as usize..s.ptr[c + 1] as usize] {
-                    next += (e as usize >> bits) + 1;
-                }
-                if next > local {
-                    return bad(format!("column {c} decodes past the slice's rows"));
+                    let row = e as usize >> bits;
+                    if row < next || row >= local {
+                        return bad(format!("column {c} holds rows out of order or range"));
+                    }
+                    next = row + 1;
                 }
             }
             if let Some(rc) = &s.row_chunks {
@@ -454,12 +540,10 @@ impl PackedMatrix {
     pub fn entries(&self) -> usize {
         self.slices
             .iter()
-            .map(|s| {
-                if self.kind == KernelKind::DenseF32 {
-                    s.values.len()
-                } else {
-                    s.entries.len()
-                }
+            .map(|s| match self.kind {
+                KernelKind::DenseF32 => s.values.len(),
+                KernelKind::DenseCode4 => s.rows.len() * self.cols,
+                _ => s.entries.len(),
             })
             .sum()
     }
@@ -481,7 +565,7 @@ impl PackedMatrix {
 
     /// Entries a product visits walking the columns `active` (padding included).
     pub fn column_work(&self, active: &[u32]) -> usize {
-        if self.kind == KernelKind::DenseF32 {
+        if matches!(self.kind, KernelKind::DenseF32 | KernelKind::DenseCode4) {
             return active.len() * self.rows;
         }
         self.slices
@@ -506,7 +590,7 @@ impl PackedMatrix {
     /// The traversal a product with the columns `active` non-zero takes when `wanted` is
     /// [`Traversal::Auto`]: rows when the matrix has them and visiting every stored entry with
     /// gathered activations costs less than visiting the active columns' entries with scattered
-    /// accumulator updates (a row entry costs about a third of a column entry, measured on the
+    /// accumulator updates (a row entry costs about half a column entry, measured on the
     /// AVX-512 and AVX2 kernels); otherwise as asked, columns when rows are missing.
     pub fn traversal_for(&self, wanted: Traversal, active: &[u32]) -> Traversal {
         let Some(row_work) = self.row_work() else {
@@ -540,6 +624,7 @@ impl PackedMatrix {
                 let j = j as usize;
                 bytes += match self.kind {
                     KernelKind::DenseF32 => s.rows.len() * 4,
+                    KernelKind::DenseCode4 => s.bands() * BAND_WORDS * 4,
                     KernelKind::SparseF32 => 8 + 6 * (s.ptr[j + 1] - s.ptr[j]) as usize,
                     _ => 8 + 2 * (s.ptr[j + 1] - s.ptr[j]) as usize,
                 };
@@ -550,7 +635,7 @@ impl PackedMatrix {
 }
 
 /// How many row entries cost as much as one column entry (see [`PackedMatrix::traversal_for`]).
-const ROW_ENTRY_ADVANTAGE: usize = 3;
+const ROW_ENTRY_ADVANTAGE: usize = 2;
 
 /// One code per element of the block `start .. start + len`, checked against the values.
 fn block_codes(
@@ -585,6 +670,29 @@ fn block_codes(
         out.push(code);
     }
     Ok(out)
+}
+
+/// Each slice's rows (increasing) from the slice of every row, a slice over `max_rows` rows cut
+/// into consecutive pieces; empty slices dropped, at least one slice kept.
+fn capped_slices(slice_of: &[usize], max_rows: usize) -> Vec<Vec<u32>> {
+    let count = slice_of.iter().max().map_or(1, |&s| s + 1);
+    let mut rows_of: Vec<Vec<u32>> = vec![Vec::new(); count];
+    for (r, &s) in slice_of.iter().enumerate() {
+        rows_of[s].push(r as u32);
+    }
+    let mut out: Vec<Vec<u32>> = rows_of
+        .into_iter()
+        .filter(|rows| !rows.is_empty())
+        .flat_map(|rows| {
+            rows.chunks(max_rows.max(1))
+                .map(<[u32]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(Vec::new());
+    }
+    out
 }
 
 /// The slice of every row.
@@ -636,6 +744,34 @@ fn dense_slice(block: &[f32], cols: usize, rows: Vec<u32>) -> Slice {
         ptr: Vec::new(),
         entries: Vec::new(),
         values,
+        codes: Vec::new(),
+        row_chunks: None,
+    }
+}
+
+/// A `dense-code4` slice: the code of every element of its rows (see the module docs).
+fn dense_code_slice(cols: usize, rows: Vec<u32>, element_codes: &[u16], zero_code: u16) -> Slice {
+    let bands = rows.len().div_ceil(BAND_ROWS);
+    let mut codes = vec![0u32; bands * cols * BAND_WORDS];
+    for b in 0..bands {
+        for offset in 0..BAND_ROWS {
+            let (word, nibble) = (offset % BAND_WORDS, offset / BAND_WORDS);
+            let row = rows.get(b * BAND_ROWS + offset);
+            for c in 0..cols {
+                let code = match row {
+                    Some(&r) => element_codes[r as usize * cols + c],
+                    None => zero_code,
+                };
+                codes[(b * cols + c) * BAND_WORDS + word] |= u32::from(code) << (4 * nibble);
+            }
+        }
+    }
+    Slice {
+        rows,
+        ptr: Vec::new(),
+        entries: Vec::new(),
+        values: Vec::new(),
+        codes,
         row_chunks: None,
     }
 }
@@ -645,7 +781,7 @@ struct EntryCoding<'a> {
     kind: KernelKind,
     /// The kernel table (coded kinds).
     table: &'a [f32],
-    /// The table's zero (padding entries of coded kinds).
+    /// The table's zero (row-chunk padding of coded kinds).
     zero_code: u16,
     /// One code per element of the block (coded kinds).
     codes: Option<&'a [u16]>,
@@ -691,37 +827,27 @@ fn sparse_slice(
         }
     }
     let bits = kind.code_bits();
-    let max_delta = kind.max_delta();
     let pad_code = if kind == KernelKind::SparseF32 {
         0
     } else {
         zero_code
     };
     let mut ptr = Vec::with_capacity(cols + 1);
-    let mut entries = Vec::with_capacity(nnz + nnz / 64);
+    let mut entries = Vec::with_capacity(nnz);
     let mut values = Vec::new();
     ptr.push(0u32);
     for c in 0..cols {
-        let mut next = 0u32; // the local row the next delta counts from
         for &(lr, at) in &items[count[c] as usize..count[c + 1] as usize] {
-            let mut gap = lr - next;
-            while gap > max_delta {
-                entries.push(pad_code | (max_delta << bits) as u16);
-                if kind == KernelKind::SparseF32 {
-                    values.push(0.0);
-                }
-                gap -= max_delta + 1;
-            }
             let code = match codes {
                 Some(codes) => codes[at],
                 None => 0,
             };
             debug_assert!(codes.is_none() || table[code as usize] == block[at]);
-            entries.push(code | (gap << bits) as u16);
+            debug_assert!((lr as usize) < kind.max_slice_rows());
+            entries.push(code | (lr << bits) as u16);
             if kind == KernelKind::SparseF32 {
                 values.push(block[at]);
             }
-            next = lr + 1;
         }
         let end = u32::try_from(entries.len()).map_err(|_| CpuError::TooLarge)?;
         ptr.push(end);
@@ -747,6 +873,7 @@ fn sparse_slice(
         ptr,
         entries,
         values,
+        codes: Vec::new(),
         row_chunks,
     })
 }

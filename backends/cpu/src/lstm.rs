@@ -46,7 +46,7 @@ impl PackedLstm {
         h0: Option<&Weight>,
         c0: Option<&Weight>,
         last: bool,
-        slices: usize,
+        threads: usize,
     ) -> Result<PackedLstm, CpuError> {
         let (gates, inp) = (w.ty.shape.dims()[0], w.ty.shape.dims()[1]);
         let hidden = gates / 4;
@@ -54,8 +54,8 @@ impl PackedLstm {
         let rv = r.values();
         Ok(PackedLstm {
             gates: Gates::Separate {
-                w: PackedMatrix::build(MatrixSource::whole(w, &wv, gates, inp), slices)?,
-                r: PackedMatrix::build(MatrixSource::whole(r, &rv, gates, hidden), slices)?,
+                w: PackedMatrix::build(MatrixSource::whole(w, &wv, gates, inp), threads)?,
+                r: PackedMatrix::build(MatrixSource::whole(r, &rv, gates, hidden), threads)?,
                 b: b.map(|b| b.values().to_vec()),
             },
             h0: h0.map(|v| v.values().to_vec()),
@@ -71,14 +71,14 @@ impl PackedLstm {
         h0: Option<&Weight>,
         c0: Option<&Weight>,
         last: bool,
-        slices: usize,
+        threads: usize,
     ) -> Result<PackedLstm, CpuError> {
         let (rows, cols) = (weight.ty.shape.dims()[0], weight.ty.shape.dims()[1]);
         let values = weight.values();
         Ok(PackedLstm {
             gates: Gates::Stacked(PackedMatrix::build(
                 MatrixSource::whole(weight, &values, rows, cols),
-                slices,
+                threads,
             )?),
             h0: h0.map(|v| v.values().to_vec()),
             c0: c0.map(|v| v.values().to_vec()),

@@ -1,6 +1,6 @@
-//! Matrix × vector over the packed layout: threads over row slices, bias and activation fused.
-//! The threads are a small fixed pool ([`crate::pool`]) whose workers spin briefly between jobs,
-//! and the calling thread runs slices too.
+//! Matrix × vector over the packed layout: threads over row slices (walking columns) or over
+//! ranges of row chunks (walking rows), bias and activation fused. The threads are a small fixed
+//! pool ([`crate::pool`]) whose workers spin between jobs, and the calling thread takes items too.
 //!
 //! Contract: `y = f(W x + b)` where every output is the sum of its row's terms in increasing
 //! column order starting from zero, then the bias, then `f`: the interpreter's order, so a
@@ -10,8 +10,12 @@
 use crate::CpuError;
 use crate::isa::Isa;
 use crate::kernels::{self, Active};
-use crate::layout::{PackedMatrix, Traversal};
+use crate::layout::{LANES, PackedMatrix, Traversal};
 use crate::pool::Pool;
+use std::ops::Range;
+
+/// Row-chunk ranges per thread of a product that walks rows (see [`PackedMatrix::matvec_active`]).
+const ROW_ITEMS_PER_THREAD: usize = 4;
 
 /// How kernels run: which instruction set, and how many threads.
 #[derive(Debug)]
@@ -138,15 +142,57 @@ impl PackedMatrix {
             finish(0, y);
             return;
         }
-        let parts = rt.map(slices.len(), |s| {
-            let mut acc = vec![0.0f32; slices[s].rows().len()];
-            self.accumulate(rt.isa, traversal, s, active, &mut acc);
-            finish(s, &mut acc);
+        // Work items: a slice's columns, or a range of a slice's row chunks. Rows are cut finer
+        // than slices so that a thread that starts late leaves its share to the others.
+        let items: Vec<(usize, Option<Range<usize>>)> = if traversal == Traversal::Rows {
+            let per_slice = (rt.threads() * ROW_ITEMS_PER_THREAD).div_ceil(slices.len());
+            slices
+                .iter()
+                .enumerate()
+                .flat_map(|(s, slice)| {
+                    let rc = slice.row_chunks().expect("rows are walked only when built");
+                    rc.split(per_slice).into_iter().map(move |c| (s, Some(c)))
+                })
+                .collect()
+        } else {
+            (0..slices.len()).map(|s| (s, None)).collect()
+        };
+        let parts = rt.map(items.len(), |i| {
+            let (s, chunks) = &items[i];
+            let mut acc = vec![0.0f32; slices[*s].rows().len()];
+            match chunks {
+                Some(c) => {
+                    kernels::accumulate_rows(rt.isa, self, *s, c.clone(), &active.dense, &mut acc)
+                }
+                None => kernels::accumulate(rt.isa, self, *s, active, &mut acc),
+            }
             acc
         });
-        for (s, part) in parts.iter().enumerate() {
-            for (&v, &r) in part.iter().zip(slices[s].rows()) {
-                y[r as usize] = v;
+        let mut write = |s: usize, local: usize, v: f32| {
+            let r = slices[s].rows()[local] as usize;
+            y[r] = act.apply(match bias {
+                Some(b) => v + b[r],
+                None => v,
+            });
+        };
+        for ((s, chunks), acc) in items.iter().zip(&parts) {
+            match chunks {
+                Some(c) => {
+                    let rc = slices[*s]
+                        .row_chunks()
+                        .expect("rows are walked only when built");
+                    let lanes = &rc.lane_rows()[c.start * LANES..c.end * LANES];
+                    // Lanes past the slice's rows are padding.
+                    let valid = acc.len().saturating_sub(c.start * LANES).min(lanes.len());
+                    for &local in &lanes[..valid] {
+                        write(*s, local as usize, acc[local as usize]);
+                    }
+                }
+                None => {
+                    for (local, &v) in acc.iter().enumerate() {
+                        write(*s, local, v);
+                    }
+                }
             }
         }
     }
@@ -170,7 +216,10 @@ impl PackedMatrix {
         acc: &mut [f32],
     ) {
         if traversal == Traversal::Rows {
-            kernels::accumulate_rows(isa, self, s, &active.dense, acc);
+            let chunks = self.slices()[s]
+                .row_chunks()
+                .map_or(0, |rc| rc.chunks().len());
+            kernels::accumulate_rows(isa, self, s, 0..chunks, &active.dense, acc);
         } else {
             kernels::accumulate(isa, self, s, active, acc);
         }

@@ -3,8 +3,8 @@
 //! Contract: [`Pool::map`] runs `f(i)` for every `i in 0..n` exactly once, spread over the
 //! calling thread and the workers (items are taken in turn from a shared counter), and returns
 //! the results in item order; it returns only once every item has finished. A panic in an item
-//! is raised again on the calling thread. Workers spin on the job counter for a short while after
-//! each job (a product is often followed by the next layer's within microseconds, and waking a
+//! is raised again on the calling thread. Workers spin on the job counter for [`SPIN`] after each
+//! job (a product is often followed by the next layer's within microseconds, and waking a
 //! sleeping thread costs tens of microseconds) and then sleep until the next job.
 //!
 //! Invariant: a job's closure is reachable by workers only between the publication of its epoch
@@ -18,10 +18,11 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long an idle worker spins before it sleeps: long enough to catch the next product of a
-/// network run, short because a thread spinning on a busy machine spends its scheduler share
-/// and then wakes late for the job it waited for.
-const SPIN: Duration = Duration::from_micros(30);
+/// How long an idle worker spins before it sleeps: longer than most products take, so that a
+/// worker stays awake across the products of a network run and between runs served back to
+/// back (waking a sleeping thread costs tens of microseconds, as much as a product), and short
+/// enough that an idle process gives its cores back within milliseconds.
+const SPIN: Duration = Duration::from_millis(2);
 
 /// Spins of a waiting thread before it yields its core between checks.
 const YIELD_AFTER: u32 = 2000;

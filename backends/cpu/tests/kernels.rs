@@ -191,8 +191,8 @@ proptest! {
     }
 }
 
-/// Long columns and long rows with wide gaps exercise padding entries and chunk boundaries of
-/// every variant in both traversals.
+/// Long columns (more rows than a slice holds, so cut into many slices) and long rows with wide
+/// gaps (padding entries) exercise slice and chunk boundaries of every variant in both traversals.
 #[test]
 fn long_sparse_columns_and_rows_with_padding() {
     let mut rng = Lcg(7);
@@ -239,4 +239,54 @@ fn long_sparse_columns_and_rows_with_padding() {
 fn forcing_an_unknown_variant_is_an_error() {
     assert!(Isa::forced("sse9").is_err());
     assert_eq!(Isa::forced("scalar").expect("always there"), Isa::Scalar);
+}
+
+/// 4-bit codes with at least one weight in eight non-zero are stored as dense codes, sparser ones
+/// as sparse entries; both give the interpreter's bits in every variant, on row counts that fill
+/// no whole band of 128 rows and with slices cut by a partition.
+#[test]
+fn dense_codes_from_one_weight_in_eight() {
+    let mut rng = Lcg(11);
+    let coding = Coding::Shared {
+        bits: 4,
+        pruned: true,
+    };
+    for (rows, cols, density, partition, kind) in [
+        (300, 70, 0.30, None, "dense-code4"),
+        (131, 9, 0.9, Some(7), "dense-code4"),
+        (300, 70, 0.06, None, "sparse-code4"),
+    ] {
+        let mut w = weight(rows, cols, density, coding, &mut rng);
+        if let Some(pes) = partition {
+            w.encoding.partition = Some(Partition {
+                pes,
+                scheme: PartitionScheme::Interleave,
+            });
+        }
+        let g = layer(w, None, true);
+        let info = sprig_ir::verify(&g).expect("verifies");
+        let x = (0..cols)
+            .map(|_| if rng.next() < 0.5 { rng.normal() } else { 0.0 })
+            .collect();
+        let input = [Tensor::new([cols], x)];
+        let want = sprig_ir::interpret(&g, &info, &input).expect("runs");
+        for isa in Isa::supported() {
+            for threads in 1..=3 {
+                let options = Options {
+                    threads,
+                    isa,
+                    traversal: Traversal::Auto,
+                };
+                let ex = Executor::new(&g, &info, &options).expect("packs");
+                assert_eq!(ex.matrices()[0].matrix.kind().name(), kind);
+                let got = ex.run(&input).expect("runs");
+                let bits = |t: &Tensor| t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&got[0]),
+                    bits(&want[0]),
+                    "{isa} {threads} threads {kind}"
+                );
+            }
+        }
+    }
 }

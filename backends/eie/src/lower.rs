@@ -345,6 +345,7 @@ pub fn lower(
     options: &LowerOptions,
 ) -> Result<Lowered, LowerError> {
     check_supported(graph, info)?;
+    require_dense_normal_form(graph, info)?;
     let samples = calibration_samples(graph, info, options)?;
     let ranges = calibrate(graph, info, &samples)?;
     let pes = graph_pes(graph, info)?;
@@ -385,7 +386,9 @@ pub fn lower(
 }
 
 /// Refuses a graph with ops the EIE target cannot run, naming all of them at once (what
-/// [`lower`] checks first; callers may check before compressing).
+/// [`lower`] checks first; callers may check before compressing). A `matmul` passes here, since
+/// the simplify pass every EIE pipeline starts with rewrites it to dense; [`lower`] itself
+/// refuses one still in the graph.
 pub fn check_supported(graph: &Graph, info: &GraphInfo) -> Result<(), LowerError> {
     let mut refused = Vec::new();
     for &id in &info.order {
@@ -408,6 +411,9 @@ pub fn check_supported(graph: &Graph, info: &GraphInfo) -> Result<(), LowerError
                     "an lstm with separate W and R: EIE runs one stacked product per step; stack it before quantization (the simplify pass, or `sprig compile --target eie`, which stacks unquantized LSTMs)",
                 ));
             }
+            // Every EIE pipeline starts with simplify, which rewrites a matmul to dense;
+            // `lower` refuses one left in a compressed graph (`require_dense_normal_form`).
+            Op::MatMul(_) => {}
             other => refused.push((node.name.clone(), other.name().to_string())),
         }
     }
@@ -415,6 +421,22 @@ pub fn check_supported(graph: &Graph, info: &GraphInfo) -> Result<(), LowerError
         Ok(())
     } else {
         Err(LowerError::Unsupported(refused))
+    }
+}
+
+/// Refuses a graph that still holds a `matmul` (weight `[in, out]`): EIE runs dense products
+/// over `[out, in]` weights, and the simplify pass rewrites every matmul into one.
+fn require_dense_normal_form(graph: &Graph, info: &GraphInfo) -> Result<(), LowerError> {
+    match info
+        .order
+        .iter()
+        .find(|&&id| matches!(graph.node(id).op, Op::MatMul(_)))
+    {
+        Some(&id) => Err(node_error(
+            &graph.node(id).name,
+            "a matmul with its weight stored [in, out]: EIE runs dense products over [out, in] weights; run the simplify pass first (it rewrites every matmul to dense; the eie preset and `sprig compile --target eie` start with it)",
+        )),
+        None => Ok(()),
     }
 }
 

@@ -147,6 +147,21 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         let parsed = args.pipeline.apply(crate::load(path)?)?;
         let (graph, info) = (&parsed.graph, &parsed.info);
+        let unnormalised: Vec<&str> = graph
+            .node_ids()
+            .map(|id| graph.node(id))
+            .filter(|n| matches!(n.op, Op::MatMul(_)))
+            .map(|n| n.name.as_str())
+            .collect();
+        if !unnormalised.is_empty() {
+            return Err(InputError(format!(
+                "error: {}: `{}` multiply by [in, out] weights (matmul), which bench does not \
+                 time: add `simplify` to --passes to rewrite them as dense layers",
+                path.display(),
+                unnormalised.join("`, `")
+            ))
+            .into());
+        }
         let arrays = crate::run::read_inputs(spec, graph, info)?;
         // The first sample of each input.
         let sample: Vec<Tensor> = graph

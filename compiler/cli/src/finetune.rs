@@ -464,6 +464,21 @@ fn refine(
 
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
     let Parsed { mut graph, info } = crate::load(&args.model)?;
+    // Training multiplies by dense `[out, in]` weights: products still in ONNX's `[in, out]`
+    // form (matmul) are first rewritten by simplify, which keeps every output.
+    let info = if graph
+        .node_ids()
+        .any(|id| matches!(graph.node(id).op, sprig_ir::op::Op::MatMul(_)))
+    {
+        let simplify = Pipeline::parse("simplify").map_err(input_error)?;
+        note(&format!(
+            "note: {}: matmul products rewritten as dense layers (simplify) before training",
+            args.model.display()
+        ));
+        run_step(&mut graph, info, &simplify.steps[0])?
+    } else {
+        info
+    };
     let train = TrainData::read(&args.train_data, Split::Train, args.sgd.train_samples)?;
     let eval = args
         .eval_data

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{root, sprig, stderr, stdout};
+use common::{assert_fails_with, assert_succeeds, root, sprig, stderr, stdout};
 use std::path::Path;
 use std::process::Command;
 
@@ -213,4 +213,28 @@ fn bench_times_two_thread_counts_side_by_side_and_forces_a_traversal() {
         "{}",
         stderr(&bad)
     );
+}
+
+/// Products over `[in, out]` weights (an ONNX MatMul before simplify) are refused by bench, by
+/// name, and timed once `simplify` rewrites them as dense layers.
+#[test]
+fn bench_refuses_unnormalised_products_and_times_them_after_simplify() {
+    let model = "tests/fixtures/onnx/sklearn_mlp.onnx";
+    let timing = [
+        "--samples",
+        "3",
+        "--min-ms",
+        "1",
+        "--no-bandwidth",
+        "--json",
+    ];
+    let refused = sprig(&[&["bench", model][..], &timing].concat());
+    assert_fails_with(
+        &refused,
+        "`add_result`, `add_result1` multiply by [in, out] weights",
+    );
+    let out = sprig(&[&["bench", model, "--passes", "simplify"][..], &timing].concat());
+    assert_succeeds(&out);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(report["layers"].as_array().expect("layers").len(), 2);
 }

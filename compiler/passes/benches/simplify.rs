@@ -1,5 +1,6 @@
-//! `simplify` on every example, for both targets' cost models: the pass must finish in well
-//! under a second on each. Weights are generated before timing starts, as a loaded model's are
+//! `simplify` on every example and every ONNX fixture (whose MatMuls and Gemms without transB
+//! import as `matmul`, for `gemm-transb-normal-form`), for both targets' cost models: the pass
+//! must finish in well under a second on each. Weights are generated before timing starts, as a loaded model's are
 //! once a pass has read them.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
@@ -8,13 +9,17 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn examples() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut out = Vec::new();
-    for dir in [root.clone(), root.join("eie")] {
+    for (dir, ext) in [
+        (root.join("examples"), "sprig"),
+        (root.join("examples/eie"), "sprig"),
+        (root.join("tests/fixtures/onnx"), "onnx"),
+    ] {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .expect("examples directory")
+            .expect("model directory")
             .map(|e| e.expect("directory entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "sprig"))
+            .filter(|p| p.extension().is_some_and(|e| e == ext))
             .collect();
         files.sort();
         out.extend(files);

@@ -55,6 +55,7 @@ impl Pass for HuffmanPass {
         info: &GraphInfo,
         options: &Options,
     ) -> Result<PassReport, PassError> {
+        crate::layers::require_dense_normal_form(graph, info, NAME)?;
         let mut report = PassReport {
             headers: vec![
                 "layer",

@@ -4,7 +4,12 @@
 //!
 //! Invariant: each weight appears once (a weight shared by several nodes is listed at its first
 //! user in the graph's topological order), so a pass never compresses a weight twice.
+//!
+//! A `matmul` (weight `[in, out]`) is no layer: its rows are inputs, not outputs. The
+//! compression passes refuse a graph that still holds one ([`require_dense_normal_form`]), so
+//! none is ever skipped unnoticed; `simplify` rewrites every matmul to `dense`.
 
+use crate::manager::PassError;
 use crate::options::LayerNames;
 use rayon::prelude::*;
 use sprig_ir::{Graph, GraphInfo, NodeId, Op, WeightId};
@@ -87,6 +92,37 @@ impl Layer {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// Refuses a graph that still holds a `matmul`, naming every such node: `pass` works on output
+/// rows, which only the `dense` normal form stores first (run `simplify` before it, as the
+/// presets do).
+pub fn require_dense_normal_form(
+    graph: &Graph,
+    info: &GraphInfo,
+    pass: &str,
+) -> Result<(), PassError> {
+    let matmuls: Vec<String> = info
+        .order
+        .iter()
+        .filter(|&&id| matches!(graph.node(id).op, Op::MatMul(_)))
+        .map(|&id| format!("`{}`", graph.node(id).name))
+        .collect();
+    if matmuls.is_empty() {
+        return Ok(());
+    }
+    Err(PassError::failed(
+        pass,
+        format!(
+            "{} {} (weight [in, out]), which this pass does not compress; run simplify first (it rewrites every matmul to dense, whose weight is [out, in])",
+            matmuls.join(", "),
+            if matmuls.len() == 1 {
+                "is a matmul"
+            } else {
+                "are matmuls"
+            }
+        ),
+    ))
 }
 
 /// Every compressible weight of a verified graph, in topological order of their first users.

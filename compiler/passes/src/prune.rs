@@ -333,6 +333,7 @@ impl Pass for Prune {
         info: &GraphInfo,
         options: &Options,
     ) -> Result<PassReport, PassError> {
+        crate::layers::require_dense_normal_form(graph, info, NAME)?;
         let mut report = PassReport {
             headers: vec![
                 "layer", "weight", "kind", "rule", "params", "kept", "density",

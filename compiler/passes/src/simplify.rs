@@ -6,12 +6,13 @@
 //! the target's cost function ([`cost::EieCost`] or [`cost::CpuCost`]) picks in every e-class.
 //! Options: `target=cpu|eie` (default cpu), `iterations`, `nodes`, `time_ms` (the limits).
 //!
-//! Some clean-ups need no rule because the IR cannot express the clutter: the ONNX importer
-//! already brings every Gemm and MatMul to the `dense` normal form (weights `[out, in]`, transB
-//! applied and alpha/beta folded at import; the IR has no product of two values, so a Gemm's
-//! transB has no faithful form for a rule to normalise), and passes Dropout and Identity
-//! through where it can. Casts stay as written (`drop-noop-cast` removes those to the value's
-//! own type).
+//! The ONNX importer keeps a product's weight in the layout the model stores it: Gemm with
+//! `transB = 1` becomes `dense` (weight `[out, in]`), Gemm without it and MatMul become `matmul`
+//! (weight `[in, out]`); alpha and beta are folded at import. `gemm-transb-normal-form` rewrites
+//! every `matmul` to `dense` over the transposed weight, the normal form the compression passes
+//! and the backends consume, so after this pass no `matmul` is left. Some clean-ups need no
+//! rule: the importer passes Dropout and Identity through where it can. Casts stay as written
+//! (`drop-noop-cast` removes those to the value's own type).
 //!
 //! Contract:
 //! - Takes a verified graph and leaves one that verifies and computes the same outputs (up to
@@ -395,7 +396,7 @@ impl Pass for Simplify {
     }
 
     fn summary(&self) -> &'static str {
-        "equality saturation (egg): drops inference no-ops and no-op casts, folds batchnorm and biases, collapses reshapes and transposes, stacks LSTM gates and dense products over one input, merges dense layers when cheaper; picks the graph the target's cost model ranks cheapest"
+        "equality saturation (egg): drops inference no-ops and no-op casts, rewrites matmul to dense, folds batchnorm and biases, collapses reshapes and transposes, stacks LSTM gates and dense products over one input, merges dense layers when cheaper; picks the graph the target's cost model ranks cheapest"
     }
 
     fn options(&self) -> &'static [OptionDoc] {

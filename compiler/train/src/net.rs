@@ -400,6 +400,13 @@ impl Net {
                     current = id;
                     continue;
                 }
+                Op::MatMul(_) => {
+                    return Err(unsupported(
+                        graph,
+                        id,
+                        "a matmul (weight [in, out]) is not trainable: run the simplify pass first, which rewrites it to dense",
+                    ));
+                }
                 other => {
                     return Err(unsupported(
                         graph,

@@ -84,6 +84,32 @@ pub(super) fn dense(x: &Tensor, w: &[f32], out: usize, b: Option<&[f32]>) -> Ten
     tensor(out_dims, y)
 }
 
+/// `y[.., n] = sum_k x[.., k] w[k, n] + b[n]`, with `w` row-major `[in, out]`. The loop runs
+/// over contiguous rows of `w`, and each output still sums its terms in increasing `k` from
+/// zero with the bias last, so the result equals [`dense`] over `w` transposed bit for bit.
+pub(super) fn matmul(x: &Tensor, w: &[f32], out: usize, b: Option<&[f32]>) -> Tensor {
+    let dims = x.dims();
+    let inp = dims[dims.len() - 1];
+    let rows = size(&dims[..dims.len() - 1]);
+    let mut y = vec![0.0f32; rows * out];
+    for r in 0..rows {
+        let yr = &mut y[r * out..(r + 1) * out];
+        for (k, &xv) in x.data[r * inp..(r + 1) * inp].iter().enumerate() {
+            for (yv, &wv) in yr.iter_mut().zip(&w[k * out..(k + 1) * out]) {
+                *yv += wv * xv;
+            }
+        }
+        if let Some(b) = b {
+            for (yv, &bv) in yr.iter_mut().zip(b) {
+                *yv += bv;
+            }
+        }
+    }
+    let mut out_dims = dims.to_vec();
+    *out_dims.last_mut().expect("matmul input has rank >= 1") = out;
+    tensor(out_dims, y)
+}
+
 /// The output positions `lo..hi` (within `0..n_out`) whose input position
 /// `o * stride + offset` lies in `0..len`.
 fn valid_range(n_out: usize, stride: usize, offset: i128, len: usize) -> (usize, usize) {

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::op::{
-    Axis, BatchNorm, Constant, Conv2d, Dense, Dropout, Embedding, Flatten, Lstm, Pool2d, Reshape,
-    Transpose,
+    Axis, BatchNorm, Constant, Conv2d, Dense, Dropout, Embedding, Flatten, Lstm, MatMul, Pool2d,
+    Reshape, Transpose,
 };
 use crate::types::{DType, Shape};
 use crate::verify::verify;
@@ -82,6 +82,73 @@ fn dense_computes_w_x_plus_b() {
         Op::Dense(Dense { weight, bias: None })
     });
     assert_eq!(y, t(&[1], &[-3.0 + 0.5]));
+}
+
+#[test]
+fn matmul_computes_x_w_plus_b() {
+    // W is [in = 2, out = 3]: the transpose of the dense test's [3, 2] weight.
+    let matmul = |g: &mut Graph| {
+        let weight = lit(g, "w", &[2, 3], &[1.0, 3.0, -1.0, 2.0, 4.0, 0.5]);
+        let bias = Some(lit(g, "b", &[3], &[0.5, -1.0, 2.0]));
+        Op::MatMul(MatMul { weight, bias })
+    };
+    // [1*1 + 2*2 + 0.5, 1*3 + 2*4 - 1, 1*-1 + 2*0.5 + 2]
+    let y = run_one(&t(&[2], &[1.0, 2.0]), matmul);
+    assert_eq!(y, t(&[3], &[5.5, 10.0, 2.0]));
+    // Leading axes are rows: the second row is x = [0, -2].
+    let y = run_one(&t(&[2, 2], &[1.0, 2.0, 0.0, -2.0]), matmul);
+    assert_eq!(
+        y,
+        t(
+            &[2, 3],
+            &[5.5, 10.0, 2.0, 0.0 - 4.0 + 0.5, -8.0 - 1.0, -1.0 + 2.0]
+        )
+    );
+    // Without bias, one output column.
+    let y = run_one(&t(&[2], &[1.0, 2.0]), |g| {
+        let weight = lit(g, "w", &[2, 1], &[-3.0, 0.25]);
+        Op::MatMul(MatMul { weight, bias: None })
+    });
+    assert_eq!(y, t(&[1], &[-3.0 + 0.5]));
+}
+
+proptest! {
+    /// matmul over W equals dense over W^T bit for bit: both sum each output in increasing
+    /// input index from zero and add the bias last.
+    #[test]
+    fn matmul_equals_dense_over_the_transpose(
+        rows in 1usize..4,
+        inp in 0usize..9,
+        out in 0usize..9,
+        with_bias in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+        };
+        let w: Vec<f32> = (0..inp * out).map(|_| next()).collect();
+        let b: Vec<f32> = (0..out).map(|_| next()).collect();
+        let x = t(&[rows, inp], &(0..rows * inp).map(|_| next()).collect::<Vec<_>>());
+        let mut wt = vec![0.0; inp * out];
+        for k in 0..inp {
+            for n in 0..out {
+                wt[n * inp + k] = w[k * out + n];
+            }
+        }
+        let via_matmul = run_one(&x, |g| {
+            let weight = lit(g, "w", &[inp, out], &w);
+            let bias = with_bias.then(|| lit(g, "b", &[out], &b));
+            Op::MatMul(MatMul { weight, bias })
+        });
+        let via_dense = run_one(&x, |g| {
+            let weight = lit(g, "wt", &[out, inp], &wt);
+            let bias = with_bias.then(|| lit(g, "b", &[out], &b));
+            Op::Dense(Dense { weight, bias })
+        });
+        prop_assert_eq!(via_matmul, via_dense);
+    }
 }
 
 fn conv(weight: WeightId) -> Conv2d {
@@ -1031,7 +1098,7 @@ fn garbage_op(
     let last = x.last().copied().unwrap_or(1);
     let channels = if rank >= 3 { x[rank - 3] } else { 1 };
     let maybe = |yes: bool, id: WeightId| yes.then_some(id);
-    match kind % 18 {
+    match kind % 19 {
         0 => {
             let weight_id = weight(0, vec![n[1], last]);
             let bias = weight(1, vec![n[1]]);
@@ -1088,7 +1155,7 @@ fn garbage_op(
                 },
                 count_include_pad: n[8].is_multiple_of(2),
             };
-            if kind % 18 == 5 {
+            if kind % 19 == 5 {
                 Op::MaxPool2d(pool)
             } else {
                 Op::AvgPool2d(pool)
@@ -1139,6 +1206,14 @@ fn garbage_op(
         }),
         15 => Op::Sigmoid,
         16 => Op::Tanh,
+        17 => {
+            let weight_id = weight(0, vec![last, n[1]]);
+            let bias = weight(1, vec![n[1]]);
+            Op::MatMul(MatMul {
+                weight: weight_id,
+                bias: maybe(n[0].is_multiple_of(2), bias),
+            })
+        }
         _ => Op::Identity,
     }
 }
@@ -1152,7 +1227,7 @@ proptest! {
     fn garbage_never_panics(
         dims in prop::collection::vec(prop_oneof![1 => Just(0usize), 6 => 1usize..6], 0..5),
         int_input in any::<bool>(),
-        kind in 0usize..18,
+        kind in 0usize..19,
         n in prop::collection::vec(0usize..4, 10),
         random in prop::collection::vec(prop::collection::vec(0usize..9, 0..5), 1..4),
         fit in any::<bool>(),

@@ -48,35 +48,8 @@ fn infer_unprefixed(
     match op {
         Op::Input(i) => Ok(i.ty.clone()),
         Op::Constant(c) => Ok(w(c.value)?.ty.clone()),
-        Op::Dense(d) => {
-            let x = x();
-            let weight = w(d.weight)?;
-            let wd = weight.ty.shape.dims();
-            let &[out, inp] = wd else {
-                return Err(format!(
-                    "@{} must be a matrix [out, in] but is {}",
-                    weight.name, weight.ty.shape
-                ));
-            };
-            let Some(&features) = x.ty.shape.dims().last() else {
-                return Err(format!(
-                    "input `{}` is a scalar ({}); dense needs at least one axis",
-                    x.name, x.ty
-                ));
-            };
-            if features != inp {
-                return Err(format!(
-                    "input has {features} features (last axis of {}) but @{} is {}, which expects {inp}",
-                    x.ty, weight.name, weight.ty.shape
-                ));
-            }
-            if let Some(b) = d.bias {
-                vector_of(w(b)?, out, || format!("@{} has {out} outputs", weight.name))?;
-            }
-            let mut dims = x.ty.shape.dims().to_vec();
-            *dims.last_mut().expect("rank >= 1") = out;
-            f32_of(dims)
-        }
+        Op::Dense(d) => product(weights, d.weight, d.bias, Layout::OutIn, x()),
+        Op::MatMul(m) => product(weights, m.weight, m.bias, Layout::InOut, x()),
         Op::Conv2d(c) => conv2d(c, weights, x()),
         Op::Relu | Op::Sigmoid | Op::Tanh | Op::Dropout(_) | Op::Identity => Ok(x().ty.clone()),
         Op::Softmax(a) | Op::LogSoftmax(a) => {
@@ -309,6 +282,65 @@ fn infer_unprefixed(
 }
 
 /// f32 everywhere, except that embedding takes i64 indices.
+/// How a product's weight matrix is laid out.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `[out, in]` (dense).
+    OutIn,
+    /// `[in, out]` (matmul).
+    InOut,
+}
+
+/// The type of a product of `x` (over its last axis) with a weight matrix in `layout`, with an
+/// optional bias of one value per output.
+fn product(
+    weights: &Weights,
+    weight: WeightId,
+    bias: Option<WeightId>,
+    layout: Layout,
+    x: Operand<'_>,
+) -> Result<TensorType, String> {
+    let op = match layout {
+        Layout::OutIn => "dense",
+        Layout::InOut => "matmul",
+    };
+    let weight = self::weight(weights, weight)?;
+    let (out, inp) = match (weight.ty.shape.dims(), layout) {
+        (&[out, inp], Layout::OutIn) => (out, inp),
+        (&[inp, out], Layout::InOut) => (out, inp),
+        _ => {
+            let form = match layout {
+                Layout::OutIn => "[out, in]",
+                Layout::InOut => "[in, out]",
+            };
+            return Err(format!(
+                "@{} must be a matrix {form} but is {}",
+                weight.name, weight.ty.shape
+            ));
+        }
+    };
+    let Some(&features) = x.ty.shape.dims().last() else {
+        return Err(format!(
+            "input `{}` is a scalar ({}); {op} needs at least one axis",
+            x.name, x.ty
+        ));
+    };
+    if features != inp {
+        return Err(format!(
+            "input has {features} features (last axis of {}) but @{} is {}, which expects {inp}",
+            x.ty, weight.name, weight.ty.shape
+        ));
+    }
+    if let Some(b) = bias {
+        vector_of(self::weight(weights, b)?, out, || {
+            format!("@{} has {out} outputs", weight.name)
+        })?;
+    }
+    let mut dims = x.ty.shape.dims().to_vec();
+    *dims.last_mut().expect("rank >= 1") = out;
+    Ok(TensorType::f32(dims))
+}
+
 fn check_dtypes(op: &Op, operands: &[Operand<'_>]) -> Result<(), String> {
     for o in operands {
         match (op, o.ty.dtype) {

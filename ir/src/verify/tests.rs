@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::op::{
-    Axis, BatchNorm, Constant, Conv2d, Dense, Dropout, Embedding, Flatten, Input, Lstm, Pool2d,
-    Reshape, Transpose,
+    Axis, BatchNorm, Constant, Conv2d, Dense, Dropout, Embedding, Flatten, Input, Lstm, MatMul,
+    Pool2d, Reshape, Transpose,
 };
 use crate::types::DType;
 use crate::weights::{Distribution, RandomInit, Weight};
@@ -108,6 +108,79 @@ fn dense_shapes() {
         Op::Dense(Dense { weight, bias: None })
     };
     assert_eq!(ok_dims(&[4], no_bias), [0]);
+}
+
+#[test]
+fn matmul_shapes() {
+    // The weight is [in, out]: 4 features in, 3 out.
+    let matmul = |g: &mut Graph| {
+        let weight = zeros(g, "w", &[4, 3]);
+        let bias = Some(zeros(g, "b", &[3]));
+        Op::MatMul(MatMul { weight, bias })
+    };
+    assert_eq!(ok_dims(&[4], matmul), [3]);
+    assert_eq!(ok_dims(&[2, 5, 4], matmul), [2, 5, 3]);
+    let no_bias = |g: &mut Graph| {
+        let weight = zeros(g, "w", &[4, 0]);
+        Op::MatMul(MatMul { weight, bias: None })
+    };
+    assert_eq!(ok_dims(&[4], no_bias), [0]);
+}
+
+#[test]
+fn matmul_errors() {
+    let features = |g: &mut Graph| {
+        Op::MatMul(MatMul {
+            weight: zeros(g, "w", &[3, 4]),
+            bias: None,
+        })
+    };
+    assert_eq!(
+        err_msg(&[4], features),
+        "matmul: input has 4 features (last axis of f32[4]) but @w is [3, 4], which expects 3"
+    );
+    let bias = |g: &mut Graph| {
+        let weight = zeros(g, "w", &[4, 3]);
+        let bias = Some(zeros(g, "b", &[4]));
+        Op::MatMul(MatMul { weight, bias })
+    };
+    assert_eq!(
+        err_msg(&[4], bias),
+        "matmul: @b is [4] but @w has 3 outputs, so it must be [3]"
+    );
+    let matrix = |g: &mut Graph| {
+        Op::MatMul(MatMul {
+            weight: zeros(g, "w", &[12]),
+            bias: None,
+        })
+    };
+    assert_eq!(
+        err_msg(&[4], matrix),
+        "matmul: @w must be a matrix [in, out] but is [12]"
+    );
+    let scalar = |g: &mut Graph| {
+        Op::MatMul(MatMul {
+            weight: zeros(g, "w", &[3, 4]),
+            bias: None,
+        })
+    };
+    assert_eq!(
+        err_msg(&[], scalar),
+        "matmul: input `x` is a scalar (f32[]); matmul needs at least one axis"
+    );
+    let mut g = Graph::new("t");
+    let round_trip = Op::MatMul(MatMul {
+        weight: zeros(&mut g, "w", &[4, 3]),
+        bias: Some(zeros(&mut g, "b", &[3])),
+    });
+    assert_eq!(
+        Op::build(
+            round_trip.kind(),
+            &round_trip.weights(),
+            &round_trip.attrs()
+        ),
+        Ok(round_trip)
+    );
 }
 
 #[test]

@@ -1,34 +1,24 @@
 //! AVX2 column kernels: 8 entries of a column at a time.
 //!
-//! Per chunk: the entries widen to 32-bit lanes; rows come from a prefix sum of the deltas (plus
-//! one) onto the previous chunk's last row; the weights come from the table in registers (two
+//! Per chunk: the entries widen to 32-bit lanes, whose high bits are the rows; the weights come from the table in registers (two
 //! `vpermps` and a blend for 16 entries, four and three blends for 32, a gather for 256) or from
 //! the values; the products with `a_j` are computed 8 at a time and added to the accumulators
 //! one by one (AVX2 has no scatter).
+//!
+//! Dense codes: a band's 128 rows in two halves of 8 registers of sums; per active column, a
+//! 32-byte load holds the half's codes, and each register's 8 codes (one nibble of every word,
+//! shifted down) index the table times `a_j` as above.
 //!
 //! Row chunks: each chunk's 16 lanes as two halves of 8, one row per lane summed in a register;
 //! per step the entries widen, their deltas advance each lane's column, the weights come as
 //! above, and the activations of the 8 columns are gathered.
 
 use super::Active;
-use crate::layout::{KernelKind, LANES, RowChunks, Slice};
+use crate::layout::{BAND_ROWS, BAND_WORDS, KernelKind, LANES, RowChunks, Slice};
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 variant_entry_points!("avx2,fma");
-
-/// Inclusive prefix sum of 8 lanes.
-#[inline]
-#[target_feature(enable = "avx2")]
-fn prefix_sum(x: __m256i) -> __m256i {
-    // Within each 128-bit half, then the low half's total onto the high half.
-    let x = _mm256_add_epi32(x, _mm256_slli_si256::<4>(x));
-    let x = _mm256_add_epi32(x, _mm256_slli_si256::<8>(x));
-    let carry = _mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 0, 0, 0, 3, 3, 3, 3));
-    _mm256_add_epi32(
-        x,
-        _mm256_blend_epi32::<0b1111_0000>(_mm256_setzero_si256(), carry),
-    )
-}
 
 /// Table lookup of 8 codes (`BITS` = 4 or 5) held in registers as 8-entry blocks.
 #[inline]
@@ -58,8 +48,6 @@ fn lookup<const BITS: i32>(t: &[__m256; 4], codes: __m256i) -> __m256 {
 unsafe fn columns<const BITS: i32>(table: &[f32], slice: &Slice, active: &Active, acc: &mut [f32]) {
     let (ptr, entries, values) = (slice.ptr(), slice.entries(), slice.values());
     let code_mask = _mm256_set1_epi32((1i32 << BITS) - 1);
-    let one = _mm256_set1_epi32(1);
-    let last_lane = _mm256_set1_epi32(7);
     let mut blocks = [_mm256_setzero_ps(); 4];
     if BITS == 4 || BITS == 5 {
         for (b, block) in blocks.iter_mut().enumerate().take(1usize << (BITS - 3)) {
@@ -73,7 +61,6 @@ unsafe fn columns<const BITS: i32>(table: &[f32], slice: &Slice, active: &Active
         let start = ptr[j as usize] as usize;
         let end = ptr[j as usize + 1] as usize;
         let av = _mm256_set1_ps(a);
-        let mut base = _mm256_set1_epi32(-1);
         let mut k = start;
         while k < end {
             let n = (end - k).min(8);
@@ -87,9 +74,7 @@ unsafe fn columns<const BITS: i32>(table: &[f32], slice: &Slice, active: &Active
             // below 2^BITS (the code mask), inside the table.
             unsafe {
                 let e = _mm256_cvtepu16_epi32(_mm_loadu_si128(chunk.as_ptr() as *const __m128i));
-                let steps = _mm256_add_epi32(_mm256_srli_epi32::<BITS>(e), one);
-                let rows = _mm256_add_epi32(base, prefix_sum(steps));
-                base = _mm256_permutevar8x32_epi32(rows, last_lane);
+                let rows = _mm256_srli_epi32::<BITS>(e);
                 let codes = _mm256_and_si256(e, code_mask);
                 let w = match BITS {
                     0 => _mm256_loadu_ps(weights.as_ptr()),
@@ -109,7 +94,13 @@ unsafe fn columns<const BITS: i32>(table: &[f32], slice: &Slice, active: &Active
 
 /// `BITS` = 0: weights from the chunks' values; otherwise codes of `BITS` bits into `table`.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn row_chunks<const BITS: i32>(table: &[f32], rc: &RowChunks, x: &[f32], acc: &mut [f32]) {
+unsafe fn row_chunks<const BITS: i32>(
+    table: &[f32],
+    rc: &RowChunks,
+    range: Range<usize>,
+    x: &[f32],
+    acc: &mut [f32],
+) {
     let (entries, values, lane_rows) = (rc.entries(), rc.values(), rc.lane_rows());
     let code_mask = _mm256_set1_epi32((1i32 << BITS) - 1);
     let mut blocks = [_mm256_setzero_ps(); 4];
@@ -121,7 +112,8 @@ unsafe fn row_chunks<const BITS: i32>(table: &[f32], rc: &RowChunks, x: &[f32], 
     }
     let local = acc.len();
     let mut sums = [0.0f32; 8];
-    for (c, &(start, steps)) in rc.chunks().iter().enumerate() {
+    for c in range {
+        let (start, steps) = rc.chunks()[c];
         for half in 0..2 {
             let first = c * LANES + half * 8;
             let lanes = local.saturating_sub(first).min(8);
@@ -183,6 +175,64 @@ unsafe fn dense(slice: &Slice, active: &Active, acc: &mut [f32]) {
         }
         for (y, &w) in acc[body..].iter_mut().zip(&column[body..]) {
             *y += w * a;
+        }
+    }
+}
+
+/// `dense-code4`: band by band and half by half, the sums in registers across the active columns.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dense_codes(table: &[f32], slice: &Slice, active: &Active, acc: &mut [f32]) {
+    let codes = slice.codes();
+    let bands = slice.bands();
+    let cols = codes.len() / (bands * BAND_WORDS).max(1);
+    let local = acc.len();
+    // SAFETY: `dense-code4` tables hold 16 entries (layout invariant).
+    let (t0, t1) = unsafe {
+        (
+            _mm256_loadu_ps(table.as_ptr()),
+            _mm256_loadu_ps(table.as_ptr().add(8)),
+        )
+    };
+    for b in 0..bands {
+        for half in 0..2 {
+            // Register k sums rows `first(k) .. first(k) + 8` of the slice.
+            let first = |k: usize| b * BAND_ROWS + k * BAND_WORDS + half * 8;
+            let mut start = [[0.0f32; 8]; 8];
+            for (k, lanes) in start.iter_mut().enumerate() {
+                let from = first(k).min(local);
+                let to = (first(k) + 8).min(local);
+                lanes[..to - from].copy_from_slice(&acc[from..to]);
+            }
+            // SAFETY: the loads read `start`; the band's words for every active column
+            // (below cols, checked by the caller) lie inside `codes` (layout invariant).
+            unsafe {
+                let mut sums: [__m256; 8] =
+                    std::array::from_fn(|k| _mm256_loadu_ps(start[k].as_ptr()));
+                let words = codes.as_ptr().add(b * cols * BAND_WORDS + half * 8);
+                let zero = _mm256_setzero_ps();
+                for (&j, &a) in active.index.iter().zip(&active.value) {
+                    let av = _mm256_set1_ps(a);
+                    let products = [_mm256_mul_ps(t0, av), _mm256_mul_ps(t1, av), zero, zero];
+                    let c = _mm256_loadu_si256(words.add(j as usize * BAND_WORDS) as *const _);
+                    let lookup = |shifted: __m256i| lookup::<4>(&products, shifted);
+                    sums[0] = _mm256_add_ps(sums[0], lookup(c));
+                    sums[1] = _mm256_add_ps(sums[1], lookup(_mm256_srli_epi32::<4>(c)));
+                    sums[2] = _mm256_add_ps(sums[2], lookup(_mm256_srli_epi32::<8>(c)));
+                    sums[3] = _mm256_add_ps(sums[3], lookup(_mm256_srli_epi32::<12>(c)));
+                    sums[4] = _mm256_add_ps(sums[4], lookup(_mm256_srli_epi32::<16>(c)));
+                    sums[5] = _mm256_add_ps(sums[5], lookup(_mm256_srli_epi32::<20>(c)));
+                    sums[6] = _mm256_add_ps(sums[6], lookup(_mm256_srli_epi32::<24>(c)));
+                    sums[7] = _mm256_add_ps(sums[7], lookup(_mm256_srli_epi32::<28>(c)));
+                }
+                for (k, sum) in sums.iter().enumerate() {
+                    _mm256_storeu_ps(start[k].as_mut_ptr(), *sum);
+                }
+            }
+            for (k, lanes) in start.iter().enumerate() {
+                let from = first(k).min(local);
+                let to = (first(k) + 8).min(local);
+                acc[from..to].copy_from_slice(&lanes[..to - from]);
+            }
         }
     }
 }

@@ -1,10 +1,13 @@
 //! AVX-512 column kernels: 16 entries of a column at a time.
 //!
-//! Per chunk: the 16-bit entries widen to 32-bit lanes; the deltas (plus one) are summed by a
-//! four-step prefix sum onto the previous chunk's last row, giving 16 distinct, increasing rows;
+//! Per chunk: the 16-bit entries widen to 32-bit lanes, whose high bits are 16 distinct rows;
 //! the codes index the table in registers (`vpermps` for 16 entries, `vpermt2ps` for 32, a gather
 //! for 256); the products with `a_j` are added to the accumulators by gather, add, scatter. The
 //! rows of one column are distinct, so the scatter never writes one address twice.
+//!
+//! Dense codes: a band's 128 rows as 8 registers of sums; per active column, one 64-byte load
+//! holds the band's codes, and each register's 16 codes (one nibble of every word, shifted
+//! down) index the table times `a_j` in a register (`vpermps` reads the low 4 bits).
 //!
 //! Row chunks: 16 lanes, one row each, summed in a register; per step the 16-bit entries widen,
 //! their deltas advance each lane's column, the codes index the table as above, and the
@@ -12,8 +15,9 @@
 //! accumulators by gather and scatter (its rows are distinct).
 
 use super::Active;
-use crate::layout::{KernelKind, LANES, RowChunks, Slice};
+use crate::layout::{BAND_ROWS, BAND_WORDS, KernelKind, LANES, RowChunks, Slice};
 use std::arch::x86_64::*;
+use std::ops::Range;
 
 variant_entry_points!("avx512f,avx512bw,avx512vl");
 
@@ -22,25 +26,11 @@ variant_entry_points!("avx512f,avx512bw,avx512vl");
 const PREFETCH_AHEAD: usize = 4;
 const PREFETCH_ENTRIES: usize = 128;
 
-/// Inclusive prefix sum of 16 lanes.
-#[inline]
-#[target_feature(enable = "avx512f")]
-fn prefix_sum(x: __m512i) -> __m512i {
-    let zero = _mm512_setzero_si512();
-    // alignr(x, zero, 16 - k) shifts x up by k lanes, filling with zeros.
-    let x = _mm512_add_epi32(x, _mm512_alignr_epi32::<15>(x, zero));
-    let x = _mm512_add_epi32(x, _mm512_alignr_epi32::<14>(x, zero));
-    let x = _mm512_add_epi32(x, _mm512_alignr_epi32::<12>(x, zero));
-    _mm512_add_epi32(x, _mm512_alignr_epi32::<8>(x, zero))
-}
-
 /// `BITS` = 0: weights from the slice's values; otherwise codes of `BITS` bits into `table`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn columns<const BITS: u32>(table: &[f32], slice: &Slice, active: &Active, acc: &mut [f32]) {
     let (ptr, entries, values) = (slice.ptr(), slice.entries(), slice.values());
     let code_mask = _mm512_set1_epi32((1i32 << BITS) - 1);
-    let one = _mm512_set1_epi32(1);
-    let last_lane = _mm512_set1_epi32(15);
     // SAFETY: table sizes per the contract.
     let (t_lo, t_hi) = unsafe { table_registers::<BITS>(table) };
     let acc_ptr = acc.as_mut_ptr();
@@ -64,21 +54,18 @@ unsafe fn columns<const BITS: u32>(table: &[f32], slice: &Slice, active: &Active
         let av = _mm512_set1_ps(a);
         // The products of every table entry with a_j (each rounded once, as `w · a_j` is).
         let (p_lo, p_hi) = (_mm512_mul_ps(t_lo, av), _mm512_mul_ps(t_hi, av));
-        let mut base = _mm512_set1_epi32(-1);
         let mut k = start;
         while k < end {
             let n = (end - k).min(16);
             let m: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
             // SAFETY: lanes k..k+n lie inside the entries (and values) by the column range
-            // invariant; masked lanes are not read. Rows decoded for the n lanes are distinct
-            // and below acc.len() (layout invariant); masked lanes are neither gathered nor
+            // invariant; masked lanes are not read. The rows of the n lanes are distinct and
+            // below acc.len() (layout invariant); masked lanes are neither gathered nor
             // scattered. Codes index inside the table.
             unsafe {
                 let raw = _mm256_maskz_loadu_epi16(m, entries.as_ptr().add(k) as *const i16);
                 let e = _mm512_cvtepu16_epi32(raw);
-                let steps = _mm512_add_epi32(_mm512_srli_epi32::<BITS>(e), one);
-                let rows = _mm512_add_epi32(base, prefix_sum(steps));
-                base = _mm512_permutexvar_epi32(last_lane, rows);
+                let rows = _mm512_srli_epi32::<BITS>(e);
                 // vpermps and vpermt2ps read only the low 4 and 5 bits of each index.
                 let prod = match BITS {
                     0 => _mm512_mul_ps(_mm512_maskz_loadu_ps(m, values.as_ptr().add(k)), av),
@@ -162,7 +149,13 @@ unsafe fn row_step<const BITS: u32>(
 /// `BITS` = 0: weights from the chunks' values; otherwise codes of `BITS` bits into `table`.
 /// Chunks go in pairs (their steps interleaved) so that two sums advance at once.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn row_chunks<const BITS: u32>(table: &[f32], rc: &RowChunks, x: &[f32], acc: &mut [f32]) {
+unsafe fn row_chunks<const BITS: u32>(
+    table: &[f32],
+    rc: &RowChunks,
+    range: Range<usize>,
+    x: &[f32],
+    acc: &mut [f32],
+) {
     let lane_rows = rc.lane_rows();
     // SAFETY: table sizes per the contract.
     let t = unsafe { table_registers::<BITS>(table) };
@@ -177,9 +170,9 @@ unsafe fn row_chunks<const BITS: u32>(table: &[f32], rc: &RowChunks, x: &[f32], 
             (1u16 << lanes) - 1
         }
     };
-    let mut c = 0;
-    while c < chunks.len() {
-        let pair = c + 1 < chunks.len();
+    let mut c = range.start;
+    while c < range.end {
+        let pair = c + 1 < range.end;
         let (m0, m1) = (lanes_of(c), if pair { lanes_of(c + 1) } else { 0 });
         let (start0, steps0) = chunks[c];
         let (start1, steps1) = if pair { chunks[c + 1] } else { (0, 0) };
@@ -240,6 +233,51 @@ unsafe fn dense(slice: &Slice, active: &Active, acc: &mut [f32]) {
                 _mm512_mask_storeu_ps(acc_ptr.add(r), m, _mm512_add_ps(y, _mm512_mul_ps(w, av)));
             }
             r += n;
+        }
+    }
+}
+
+/// `dense-code4`: band by band, the band's sums in registers across the active columns.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn dense_codes(table: &[f32], slice: &Slice, active: &Active, acc: &mut [f32]) {
+    let codes = slice.codes();
+    let bands = slice.bands();
+    let cols = codes.len() / (bands * BAND_WORDS).max(1);
+    let local = acc.len();
+    // SAFETY: `dense-code4` tables hold 16 entries (layout invariant).
+    let t = unsafe { _mm512_loadu_ps(table.as_ptr()) };
+    for b in 0..bands {
+        let masks: [__mmask16; 8] = std::array::from_fn(|k| {
+            let first = b * BAND_ROWS + k * 16;
+            match local.saturating_sub(first).min(16) {
+                16 => 0xFFFF,
+                n => (1u16 << n) - 1,
+            }
+        });
+        let row = |k: usize| b * BAND_ROWS + k * 16;
+        // SAFETY: masked lanes lie below acc.len(); the band's words for every active column
+        // (below cols, checked by the caller) lie inside `codes` (layout invariant).
+        unsafe {
+            let acc_ptr = acc.as_mut_ptr();
+            let mut sums: [__m512; 8] =
+                std::array::from_fn(|k| _mm512_maskz_loadu_ps(masks[k], acc_ptr.add(row(k))));
+            let band = codes.as_ptr().add(b * cols * BAND_WORDS);
+            for (&j, &a) in active.index.iter().zip(&active.value) {
+                let products = _mm512_mul_ps(t, _mm512_set1_ps(a));
+                let c = _mm512_loadu_si512(band.add(j as usize * BAND_WORDS) as *const _);
+                sums[0] = _mm512_add_ps(sums[0], _mm512_permutexvar_ps(c, products));
+                let lookup = |shifted: __m512i| _mm512_permutexvar_ps(shifted, products);
+                sums[1] = _mm512_add_ps(sums[1], lookup(_mm512_srli_epi32::<4>(c)));
+                sums[2] = _mm512_add_ps(sums[2], lookup(_mm512_srli_epi32::<8>(c)));
+                sums[3] = _mm512_add_ps(sums[3], lookup(_mm512_srli_epi32::<12>(c)));
+                sums[4] = _mm512_add_ps(sums[4], lookup(_mm512_srli_epi32::<16>(c)));
+                sums[5] = _mm512_add_ps(sums[5], lookup(_mm512_srli_epi32::<20>(c)));
+                sums[6] = _mm512_add_ps(sums[6], lookup(_mm512_srli_epi32::<24>(c)));
+                sums[7] = _mm512_add_ps(sums[7], lookup(_mm512_srli_epi32::<28>(c)));
+            }
+            for (k, sum) in sums.iter().enumerate() {
+                _mm512_mask_storeu_ps(acc_ptr.add(row(k)), masks[k], *sum);
+            }
         }
     }
 }

@@ -86,7 +86,7 @@ pub(crate) struct Ctx<'a> {
     const_nodes: HashMap<String, NodeId>,
     /// How many needed nodes read each value, plus one for a kept graph output.
     pub uses: HashMap<String, usize>,
-    /// `dense` nodes made from a MatMul, without bias, whose value has exactly one use: an Add
+    /// `matmul` nodes made from a MatMul, without bias, whose value has exactly one use: an Add
     /// of a bias vector may fuse into them.
     pub fusable: HashSet<NodeId>,
 }

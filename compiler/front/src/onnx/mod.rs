@@ -21,8 +21,7 @@
 //! - Weights taken unchanged from an initializer are file weights keyed by the initializer's
 //!   name, and the graph's weights file is the model's own file name, so the text dump of an
 //!   imported model reads back with the `.onnx` file as its weights file ([`read_initializers`]).
-//!   Weights the import had to change (a transposed MatMul or Gemm operand, scaled by alpha or
-//!   beta, an LSTM weight without its direction axis, `Constant` node values) are literals.
+//!   Weights the import had to change (a Gemm operand scaled by alpha or beta, an LSTM weight without its direction axis, `Constant` node values) are literals.
 //! - Names: sprig values are named by the ONNX values they compute; weights by initializer names.
 //!   Helper values the import adds get fresh names derived from them.
 //!

@@ -6,8 +6,10 @@
 //! unsupported use only when something reads them). Constant operands of shape arithmetic fold;
 //! weights must be constants (initializers, `Constant` nodes or folded values), and an op that
 //! would need a computed weight is an unsupported use, named with the reason. Layout changes
-//! follow ONNX exactly: Gemm's and MatMul's `B` become a `[out, in]` dense weight (transposed
-//! when needed, scaled by alpha), beta scales the bias, LSTM weights lose their direction axis.
+//! follow ONNX exactly: Gemm's and MatMul's `B` keep the layout the model stores (scaled by
+//! alpha): a `dense` weight `[out, in]` for Gemm with `transB`, a `matmul` weight `[in, out]` for
+//! Gemm without it and for MatMul (simplify's `gemm-transb-normal-form` brings those to dense);
+//! beta scales the bias, LSTM weights lose their direction axis.
 
 use super::import::{Const, Conv, Ctx, Val, invalid, unsupported};
 use super::proto::{AttributeProto, NodeProto};
@@ -325,7 +327,7 @@ fn binary(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
         };
         return one(Val::Const(folded));
     }
-    // MatMul + Add: a bias vector fuses into the dense layer.
+    // MatMul + Add: a bias vector fuses into the matmul.
     if kind == "Add" {
         for (x, c) in [(a, b), (b, a)] {
             let (Val::Node(id), Val::Const(c)) = (x, c) else {
@@ -341,8 +343,10 @@ fn binary(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
                 continue;
             }
             let bias = cx.weight_as(c, vec![out_features])?;
-            if let Op::Dense(d) = &mut cx.graph.node_mut(*id).op {
-                d.bias = Some(bias);
+            match &mut cx.graph.node_mut(*id).op {
+                Op::Dense(d) => d.bias = Some(bias),
+                Op::MatMul(m) => m.bias = Some(bias),
+                _ => {}
             }
             cx.fusable.remove(id);
             cx.rename(*id, n.out(0));
@@ -357,17 +361,6 @@ fn binary(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
         _ => Op::Div,
     };
     node(cx.add(n.out(0).to_string(), op, &[a, b])?)
-}
-
-/// `[rows, cols]` row-major values transposed to `[cols, rows]`, each multiplied by `scale`.
-fn transposed(values: &[f32], rows: usize, cols: usize, scale: f32) -> Vec<f32> {
-    let mut out = vec![0.0; values.len()];
-    for r in 0..rows {
-        for c in 0..cols {
-            out[c * rows + r] = values[r * cols + c] * scale;
-        }
-    }
-    out
 }
 
 fn gemm(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
@@ -394,18 +387,14 @@ fn gemm(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
     } else {
         a
     };
-    // The dense weight is [N, K].
-    let (n_out, weight) = if trans_b {
-        let w = if alpha == 1.0 {
-            cx.weight(b)?
-        } else {
-            let v: Vec<f32> = b.data.to_f32().iter().map(|&v| v * alpha).collect();
-            cx.literal(&format!("{}.scaled", b.name), vec![b0, b1], v)?
-        };
-        (b0, w)
+    // B is kept as stored: [N, K] with transB (a dense weight), [K, N] without (a matmul
+    // weight, which simplify brings to the dense normal form).
+    let n_out = if trans_b { b0 } else { b1 };
+    let weight = if alpha == 1.0 {
+        cx.weight(b)?
     } else {
-        let v = transposed(&b.data.to_f32(), b0, b1, alpha);
-        (b1, cx.literal(&format!("{}.T", b.name), vec![b1, b0], v)?)
+        let v: Vec<f32> = b.data.to_f32().iter().map(|&v| v * alpha).collect();
+        cx.literal(&format!("{}.scaled", b.name), vec![b0, b1], v)?
     };
     // A bias that is one value per output folds into the dense layer.
     let mut bias = None;
@@ -449,12 +438,16 @@ fn gemm(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
             }
         }
     }
-    let dense = op::Dense { weight, bias };
+    let product = if trans_b {
+        Op::Dense(op::Dense { weight, bias })
+    } else {
+        Op::MatMul(op::MatMul { weight, bias })
+    };
     match add_after {
-        None => node(cx.add(out, Op::Dense(dense), &[x])?),
+        None => node(cx.add(out, product, &[x])?),
         Some(c) => {
-            let d = cx.fresh_name(&format!("{out}/dense"));
-            let d = cx.add(d, Op::Dense(dense), &[x])?;
+            let d = cx.fresh_name(&format!("{out}/{}", product.name()));
+            let d = cx.add(d, product, &[x])?;
             let c = cx.node_of(&c)?;
             node(cx.add(out, Op::Add, &[d, c])?)
         }
@@ -467,15 +460,15 @@ fn matmul(cx: &mut Ctx<'_>, n: &NodeIn<'_>) -> Out {
         Val::Const(_) => return Err(unsupported("constant A")),
     };
     let b = constant_input(n, 1, "B (two computed operands)")?;
-    let &[k, m] = b.dims.as_slice() else {
+    if b.dims.len() != 2 {
         return Err(unsupported(format!("B of rank {}", b.dims.len())));
-    };
-    let v = transposed(&b.data.to_f32(), k, m, 1.0);
-    let weight = cx.literal(&format!("{}.T", b.name), vec![m, k], v)?;
+    }
+    // B is [K, N], kept as stored: a matmul weight.
+    let weight = cx.weight(b)?;
     let out = n.out(0);
     let id = cx.add(
         out.to_string(),
-        Op::Dense(op::Dense { weight, bias: None }),
+        Op::MatMul(op::MatMul { weight, bias: None }),
         &[a],
     )?;
     if cx.uses.get(out).copied() == Some(1) {

@@ -17,6 +17,9 @@
 //! - CPU ([`CpuCost`]): bytes moved times [`BYTE_WEIGHT`] plus FLOPs. A weight moves as packed
 //!   bytes (sparse: 4-byte value and 2-byte index per non-zero plus column pointers, when that
 //!   is smaller than dense), activations move in and out at 4 bytes per element.
+//! - A `matmul` (weight `[in, out]`) runs as a plain loop over its unpacked weight: it costs
+//!   the `out × in` product with every entry stored, plus one, so it is never cheaper than the
+//!   `dense` it normalises to (costs grow with the non-zero count).
 //! - A `slice` is a copy: on EIE the host copies the elements between buffers, which takes no
 //!   PE cycle (as in the simulator), so it costs nothing; on the CPU its elements move in and
 //!   out. Extraction charges a slice its share of its operand's cost in proportion to the
@@ -176,6 +179,21 @@ pub fn own_cost(target: Target, egraph: &SGraph, enode: &ENode) -> u64 {
         match &enode.op {
             Op::Input(_) | Op::Constant(_) => 0,
             Op::Dense(d) => product(d.weight, d.bias, vectors(&input)),
+            Op::MatMul(m) => {
+                // Unpacked: the plain loop touches every entry, so the weight counts as fully
+                // dense; one more than any dense form of the same product.
+                let (inp, out) = matrix(weights, m.weight);
+                let bias_nnz = m.bias.map_or(0, |b| nonzeros(weights, b));
+                product_cost(
+                    target,
+                    out,
+                    inp,
+                    out.saturating_mul(inp),
+                    bias_nnz,
+                    vectors(&input),
+                )
+                .saturating_add(1)
+            }
             Op::Conv2d(c) => {
                 let positions = out.as_ref().map_or(1, |t| {
                     let d = t.shape.dims();

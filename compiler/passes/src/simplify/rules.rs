@@ -13,6 +13,10 @@
 //!   carries an encoding (they run before pruning; values of an encoded weight are bound to its
 //!   encoding). Computed weights are remembered by rule and source weights, so a rule that
 //!   matches again adds the same e-node.
+//! - `gemm-transb-normal-form` always applies to an unencoded `matmul` (a matmul's weight never
+//!   carries an encoding: the compression passes refuse the op): it adds the `dense` over the
+//!   transposed weight, with the same bias, and the cost models rank a matmul above its dense
+//!   form, so extraction always picks `dense`.
 //! - `merge-dense` computes the product only when the target's cost model says the merged
 //!   layer is cheaper than the two it replaces (estimating the product's density from its
 //!   factors'); extraction then decides with the exact non-zero count.
@@ -177,6 +181,10 @@ pub const RULES: &[(&str, &str)] = &[
         "transpose of transpose = one transpose (or x)",
     ),
     (
+        "gemm-transb-normal-form",
+        "matmul(x, W [in, out]) = dense(x, W^T [out, in]): the layout every later pass consumes",
+    ),
+    (
         "fold-batchnorm-conv",
         "batchnorm(conv2d(x)) = conv2d(x) with scaled weights and a new bias",
     ),
@@ -260,6 +268,7 @@ fn computed(
             Some("fold") => "folded",
             Some("fuse") => "fused",
             Some("merge") => "merged",
+            Some("gemm") => "T",
             _ => "stacked",
         };
         let name = format!("{base}.{suffix}");
@@ -396,6 +405,36 @@ fn parts(name: &str, target: Target) -> (Arc<Find>, Arc<Build>) {
                     class,
                     ENode::new(Op::Transpose(Transpose { perm }), vec![x]),
                 )
+            }),
+        ),
+        "gemm-transb-normal-form" => (
+            Arc::new(|eg, _, n| match &n.op {
+                Op::MatMul(m) if unencoded(&eg.analysis.weights, &[m.weight]) => {
+                    vec![vec![n.clone()]]
+                }
+                _ => Vec::new(),
+            }),
+            Arc::new(|eg, class, found| {
+                let Op::MatMul(m) = found[0].op.clone() else {
+                    return None;
+                };
+                let ids = computed(eg, "gemm-transb-normal-form", vec![m.weight], |w| {
+                    let (inp, out) = matrix(w, m.weight);
+                    let (inp, out) = (inp as usize, out as usize);
+                    let values = w[m.weight].values();
+                    let mut t = vec![0.0f32; values.len()];
+                    for (k, row) in values.chunks_exact(out.max(1)).enumerate().take(inp) {
+                        for (n, &v) in row.iter().enumerate() {
+                            t[n * inp + k] = v;
+                        }
+                    }
+                    vec![(w[m.weight].name.clone(), TensorType::f32(vec![out, inp]), t)]
+                })?;
+                let op = Op::Dense(Dense {
+                    weight: ids[0],
+                    bias: m.bias,
+                });
+                add_typed(eg, class, ENode::new(op, found[0].children.clone()))
             }),
         ),
         "fold-batchnorm-conv" | "fold-batchnorm-dense" => {

@@ -106,8 +106,13 @@ pub struct Active {
 impl Active {
     /// Collects the non-zero entries of `x`, and `x` itself.
     pub fn gather(&mut self, x: &[f32]) {
-        self.clear();
+        self.collect(x);
         self.dense.extend_from_slice(x);
+    }
+
+    /// Collects the non-zero entries of `x` only.
+    pub fn collect(&mut self, x: &[f32]) {
+        self.clear();
         for (j, &a) in x.iter().enumerate() {
             if a != 0.0 {
                 self.index.push(j as u32);

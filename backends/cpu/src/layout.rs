@@ -593,13 +593,20 @@ impl PackedMatrix {
     /// accumulator updates (a row entry costs about half a column entry, measured on the
     /// AVX-512 and AVX2 kernels); otherwise as asked, columns when rows are missing.
     pub fn traversal_for(&self, wanted: Traversal, active: &[u32]) -> Traversal {
+        self.pick_traversal(wanted, || self.column_work(active))
+    }
+
+    /// [`PackedMatrix::traversal_for`] with the column work computed only when needed.
+    pub(crate) fn pick_traversal(
+        &self,
+        wanted: Traversal,
+        column_work: impl FnOnce() -> usize,
+    ) -> Traversal {
         let Some(row_work) = self.row_work() else {
             return Traversal::Columns;
         };
         match wanted {
-            Traversal::Auto if row_work < ROW_ENTRY_ADVANTAGE * self.column_work(active) => {
-                Traversal::Rows
-            }
+            Traversal::Auto if row_work < ROW_ENTRY_ADVANTAGE * column_work() => Traversal::Rows,
             Traversal::Rows => Traversal::Rows,
             _ => Traversal::Columns,
         }

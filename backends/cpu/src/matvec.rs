@@ -108,9 +108,18 @@ impl PackedMatrix {
         act: Activation,
         y: &mut [f32],
     ) {
+        assert_eq!(x.len(), self.cols(), "one input per column");
         let mut active = Active::default();
-        active.gather(x);
-        self.matvec_active(rt, &active, bias, act, y);
+        // An input without zeros walked by rows needs no list of its non-zeros.
+        if x.iter().all(|&v| v != 0.0)
+            && self.pick_traversal(rt.traversal, || self.entries()) == Traversal::Rows
+        {
+            self.product(rt, &active, Some(x), Traversal::Rows, bias, act, y);
+            return;
+        }
+        active.collect(x);
+        let traversal = self.resolve(rt.traversal, &active, true);
+        self.product(rt, &active, Some(x), traversal, bias, act, y);
     }
 
     /// [`PackedMatrix::matvec`] with the non-zero inputs already collected.
@@ -122,13 +131,29 @@ impl PackedMatrix {
         act: Activation,
         y: &mut [f32],
     ) {
+        let whole = (active.dense.len() == self.cols()).then_some(active.dense.as_slice());
+        let traversal = self.resolve(rt.traversal, active, whole.is_some());
+        self.product(rt, active, whole, traversal, bias, act, y);
+    }
+
+    /// `y = act(W x + bias)` walking `traversal` (rows only with the whole input `whole`).
+    #[allow(clippy::too_many_arguments)]
+    fn product(
+        &self,
+        rt: &Runtime,
+        active: &Active,
+        whole: Option<&[f32]>,
+        traversal: Traversal,
+        bias: Option<&[f32]>,
+        act: Activation,
+        y: &mut [f32],
+    ) {
         assert_eq!(y.len(), self.rows(), "one output per row");
         assert!(
             bias.is_none_or(|b| b.len() == self.rows()),
             "one bias per row"
         );
         let slices = self.slices();
-        let traversal = self.resolve(rt.traversal, active);
         let finish = |s: usize, acc: &mut [f32]| {
             for (v, &r) in acc.iter_mut().zip(slices[s].rows()) {
                 let b = bias.map_or(0.0, |b| b[r as usize]);
@@ -138,7 +163,7 @@ impl PackedMatrix {
         if slices.len() == 1 && slices[0].rows().len() == y.len() {
             // One slice holds every row in order: accumulate in place.
             y.fill(0.0);
-            self.accumulate(rt.isa, traversal, 0, active, y);
+            self.accumulate(rt.isa, traversal, 0, active, whole, y);
             finish(0, y);
             return;
         }
@@ -162,7 +187,8 @@ impl PackedMatrix {
             let mut acc = vec![0.0f32; slices[*s].rows().len()];
             match chunks {
                 Some(c) => {
-                    kernels::accumulate_rows(rt.isa, self, *s, c.clone(), &active.dense, &mut acc)
+                    let x = whole.expect("rows are walked with the whole input");
+                    kernels::accumulate_rows(rt.isa, self, *s, c.clone(), x, &mut acc)
                 }
                 None => kernels::accumulate(rt.isa, self, *s, active, &mut acc),
             }
@@ -199,9 +225,9 @@ impl PackedMatrix {
 
     /// The traversal a product takes: `wanted` as [`PackedMatrix::traversal_for`] resolves
     /// it, and columns when the whole input vector is not at hand.
-    fn resolve(&self, wanted: Traversal, active: &Active) -> Traversal {
+    fn resolve(&self, wanted: Traversal, active: &Active, whole: bool) -> Traversal {
         match self.traversal_for(wanted, &active.index) {
-            Traversal::Rows if active.dense.len() == self.cols() => Traversal::Rows,
+            Traversal::Rows if whole => Traversal::Rows,
             _ => Traversal::Columns,
         }
     }
@@ -213,13 +239,15 @@ impl PackedMatrix {
         traversal: Traversal,
         s: usize,
         active: &Active,
+        whole: Option<&[f32]>,
         acc: &mut [f32],
     ) {
         if traversal == Traversal::Rows {
             let chunks = self.slices()[s]
                 .row_chunks()
                 .map_or(0, |rc| rc.chunks().len());
-            kernels::accumulate_rows(isa, self, s, 0..chunks, &active.dense, acc);
+            let x = whole.expect("rows are walked with the whole input");
+            kernels::accumulate_rows(isa, self, s, 0..chunks, x, acc);
         } else {
             kernels::accumulate(isa, self, s, active, acc);
         }
@@ -236,11 +264,12 @@ impl PackedMatrix {
         acc: &mut Vec<f32>,
     ) {
         assert_eq!(out.len(), self.rows(), "one output per row");
-        let traversal = self.resolve(Traversal::Auto, active);
+        let whole = (active.dense.len() == self.cols()).then_some(active.dense.as_slice());
+        let traversal = self.resolve(Traversal::Auto, active, whole.is_some());
         for (s, slice) in self.slices().iter().enumerate() {
             acc.clear();
             acc.resize(slice.rows().len(), 0.0);
-            self.accumulate(isa, traversal, s, active, acc);
+            self.accumulate(isa, traversal, s, active, whole, acc);
             for (&v, &r) in acc.iter().zip(slice.rows()) {
                 let v = match bias {
                     Some(b) => v + b[r as usize],

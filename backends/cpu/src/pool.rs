@@ -1,8 +1,11 @@
 //! A small fixed pool of worker threads for products that last tens of microseconds.
 //!
 //! Contract: [`Pool::map`] runs `f(i)` for every `i in 0..n` exactly once, spread over the
-//! calling thread and the workers (items are taken in turn from a shared counter), and returns
-//! the results in item order; it returns only once every item has finished. A panic in an item
+//! calling thread (thread 0) and the workers (threads 1 and up), and returns the results in item
+//! order. Item `i` belongs to thread `i mod threads`: each thread runs its own items first, so
+//! that repeated jobs find their data in the same core's caches, then takes the items another
+//! thread has not started (a thread that starts late leaves its share to the others). Each
+//! thread's items are handed out by its own counter, so no item is taken twice; it returns only once every item has finished. A panic in an item
 //! is raised again on the calling thread. Workers spin on the job counter for [`SPIN`] after each
 //! job (a product is often followed by the next layer's within microseconds, and waking a
 //! sleeping thread costs tens of microseconds) and then sleep until the next job.
@@ -35,8 +38,9 @@ struct Shared {
     job: UnsafeCell<Option<Job>>,
     /// Incremented once per job (and once to stop).
     epoch: AtomicU64,
-    /// The next item to run, and the item count, of the current job.
-    next: AtomicUsize,
+    /// Per thread, how many of its items (`t`, `t + threads`, …) have been taken; and the item
+    /// count of the current job.
+    next: Vec<AtomicUsize>,
     items: AtomicUsize,
     /// Workers still inside the current job.
     busy: AtomicUsize,
@@ -75,7 +79,7 @@ impl Pool {
         let shared = Arc::new(Shared {
             job: UnsafeCell::new(None),
             epoch: AtomicU64::new(0),
-            next: AtomicUsize::new(0),
+            next: (0..threads.max(1)).map(|_| AtomicUsize::new(0)).collect(),
             items: AtomicUsize::new(0),
             busy: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
@@ -92,7 +96,7 @@ impl Pool {
             let shared = Arc::clone(&pool.shared);
             let handle = std::thread::Builder::new()
                 .name(format!("sprig-cpu-{i}"))
-                .spawn(move || worker(&shared))?;
+                .spawn(move || worker(&shared, i))?;
             pool.workers.push(handle);
         }
         Ok(pool)
@@ -135,7 +139,9 @@ impl Pool {
             let erased: &'static (dyn Fn(usize) + Sync) = std::mem::transmute(job);
             *s.job.get() = Some(erased as Job);
         }
-        s.next.store(0, Ordering::Relaxed);
+        for next in &s.next {
+            next.store(0, Ordering::Relaxed);
+        }
         s.items.store(n, Ordering::Relaxed);
         s.busy.store(self.workers.len(), Ordering::Relaxed);
         s.panicked.store(false, Ordering::Relaxed);
@@ -144,7 +150,7 @@ impl Pool {
             let _guard = s.lock.lock().unwrap_or_else(PoisonError::into_inner);
             s.wake.notify_all();
         }
-        let mine = catch_unwind(AssertUnwindSafe(|| take_items(s, job)));
+        let mine = catch_unwind(AssertUnwindSafe(|| take_items(s, 0, job)));
         // A worker still busy may share this thread's core with other work: after a short
         // spin, give the core up between checks.
         let mut spins = 0u32;
@@ -183,19 +189,22 @@ impl Drop for Pool {
     }
 }
 
-/// Runs items of the current job until none is left.
-fn take_items(s: &Shared, job: &(dyn Fn(usize) + Sync)) {
+/// Runs items of the current job until none is left: thread `me`'s own first, then the others'.
+fn take_items(s: &Shared, me: usize, job: &(dyn Fn(usize) + Sync)) {
     let n = s.items.load(Ordering::Relaxed);
-    loop {
-        let i = s.next.fetch_add(1, Ordering::Relaxed);
-        if i >= n {
-            break;
+    let threads = s.next.len();
+    for owner in (0..threads).map(|k| (me + k) % threads) {
+        loop {
+            let i = owner + s.next[owner].fetch_add(1, Ordering::Relaxed) * threads;
+            if i >= n {
+                break;
+            }
+            job(i);
         }
-        job(i);
     }
 }
 
-fn worker(s: &Shared) {
+fn worker(s: &Shared, me: usize) {
     let mut seen = 0u64;
     loop {
         // Spin for a while, then sleep, until a new epoch is published.
@@ -227,7 +236,7 @@ fn worker(s: &Shared) {
         // the closure alive until this worker decrements `busy`.
         let job = unsafe { (*s.job.get()).map(|j| &*j) };
         if let Some(job) = job
-            && catch_unwind(AssertUnwindSafe(|| take_items(s, job))).is_err()
+            && catch_unwind(AssertUnwindSafe(|| take_items(s, me, job))).is_err()
         {
             s.panicked.store(true, Ordering::Release);
         }

@@ -45,6 +45,7 @@
 //!   f_k = max(f_{k-1}, e_k)                                (its slot is free from f_k on)
 
 use sprig_eie::isa::shift_round;
+use std::hint::select_unpredictable;
 use std::ops::Range;
 
 /// One PE's share of a loaded tile: its column pointers (relative to `matrix_base`) and the
@@ -220,27 +221,16 @@ pub fn check_column(
     Ok((start, end))
 }
 
-/// The per-(broadcast, PE) facts the timing pass needs from the data pass: the column's entry
-/// count (low 16 bits) and three row-equality flags for the bypass (bit 16: the column's first
-/// entry addresses the row of the PE's last issued entry; bit 17: of its second-to-last; bit 18:
-/// the column's second entry addresses the row of the last issued entry). A flag implies that
-/// the PE issued the entries it compares with (rows of entries never equal `u32::MAX`, the
-/// "none yet" row).
-const FIRST_IS_LAST: u32 = 1 << 16;
-const FIRST_IS_SECOND: u32 = 1 << 17;
-const SECOND_IS_LAST: u32 = 1 << 18;
-const COUNT_MASK: u32 = 0xFFFF;
-
-/// The fault the machine meets first: broadcast order, then PE order.
-fn first_fault(tile: &Tile<'_>, columns: &[u32], rows: &[u32], found: Fault) -> Fault {
+/// The fault the machine meets first in `columns`: broadcast order, then PE order.
+fn first_fault(tile: &Tile<'_>, columns: &[u32], rows: &[u32]) -> Option<Fault> {
     for &j in columns {
         for (p, slice) in tile.pes.iter().enumerate() {
             if let Err(fault) = check_column(slice, p, j as usize, rows[p]) {
-                return fault;
+                return Some(fault);
             }
         }
     }
-    found
+    None
 }
 
 /// Entries of `entries` whose code (low nibble) is 0, i.e. padding.
@@ -264,22 +254,64 @@ pub struct Scratch {
     columns: Vec<u32>,
     /// Per broadcast, the addend of each code: `shift_round(codebook[c] * a, shift)`, 0 for code 0.
     addends: Vec<[i32; 16]>,
-    /// Per (broadcast of the current block, PE), `k * pes + p`: entry count and bypass flags.
-    work: Vec<u32>,
-    /// Accumulators PE by PE (`p * stride + local row`).
+    /// What the data pass tells the timing pass, per (broadcast of the current block, PE).
+    cells: Cells,
+    /// Accumulators PE by PE (`p * stride + local row`; each PE's slot past its rows absorbs
+    /// the additions of entries addressing no local row).
     local_acc: Vec<i32>,
     rows: Vec<u32>,
-    walks: Vec<PeWalk>,
+    /// Per PE, padding entries issued.
+    padding: Vec<u64>,
+    /// Per PE, whether its pointers are known not to fault (see [`pointers_in_reach`]).
+    checked: Vec<bool>,
+    gathered: Gathered,
     pe_state: PeTimingState,
     slot_ring: Vec<u32>,
 }
 
-/// Broadcasts evaluated per block by both passes.
-const BLOCK: usize = 128;
+/// The per-(broadcast, PE) table of a block, struct of arrays, at `k * pes + p` unless noted.
+/// Rows are local rows of the PE. A cell of an empty column holds only its count (the rest is
+/// unspecified), and one of a one-entry column no rows of a second or second-to-last entry.
+#[derive(Debug, Default)]
+struct Cells {
+    /// Entries of the column.
+    count: Vec<u32>,
+    /// Sparse-matrix address of its first entry.
+    address: Vec<u32>,
+    /// Rows of its first and second entries.
+    first: Vec<u32>,
+    second: Vec<u32>,
+    /// Rows of its second-to-last and last entries, PE by PE: at `p * BLOCK + k` (written
+    /// entry by entry, by the PE's pass over its stream).
+    before_last: Vec<u32>,
+    last: Vec<u32>,
+}
+
+impl Cells {
+    /// Room for a block of `pes` PEs.
+    fn resize(&mut self, pes: usize) {
+        let len = BLOCK * pes;
+        for table in [
+            &mut self.count,
+            &mut self.address,
+            &mut self.first,
+            &mut self.second,
+            &mut self.before_last,
+            &mut self.last,
+        ] {
+            table.clear();
+            table.resize(len, 0);
+        }
+    }
+}
+
+/// Broadcasts evaluated per block by both passes (a tag of the gathered stream fits a byte).
+const BLOCK: usize = 32;
 
 /// Per-PE timing state of a run, struct of arrays. Cycles fit in 32 bits: a run's window is at
 /// most broadcasts × (2 + pointer read cycles + entries per column) < 2^14 × (2 + 64 + 2^16)
 /// < 2^31 (at most `POINTER_WORDS` - 1 columns, pointers of 16 bits, at most 64 read cycles).
+/// So do SRAM reads: at most one more than the entries per column.
 #[derive(Debug, Default)]
 struct PeTimingState {
     /// The pointer unit is free from this cycle on.
@@ -290,14 +322,25 @@ struct PeTimingState {
     cover_until: Vec<u32>,
     cover_len: Vec<u32>,
     busy: Vec<u32>,
-    /// Issue cycles of the PE's last and second-to-last entries (valid once the bypass flags
-    /// that compare with them can be set).
+    /// Issue cycles of the PE's last and second-to-last entries (valid once the PE issued them).
     t_last: Vec<u32>,
     t_second: Vec<u32>,
+    /// Rows of the PE's last and second-to-last entries (`u32::MAX`: none yet; no entry
+    /// addresses it).
+    row_last: Vec<u32>,
+    row_second: Vec<u32>,
+    /// The SRAM row in the PE's row buffer (`u32::MAX`: none yet), and the rows read.
+    row_buffer: Vec<u32>,
+    matrix_reads: Vec<u32>,
+    /// Whether some entry since the last check addresses a row from the PE's rows on.
+    past_rows: Vec<u32>,
+    /// The PE's local rows.
+    local_rows: Vec<u32>,
 }
 
 impl PeTimingState {
-    fn reset(&mut self, pes: usize) {
+    fn reset(&mut self, local_rows: &[u32]) {
+        let pes = local_rows.len();
         for v in [
             &mut self.ptr_free,
             &mut self.m_free,
@@ -306,35 +349,59 @@ impl PeTimingState {
             &mut self.busy,
             &mut self.t_last,
             &mut self.t_second,
+            &mut self.matrix_reads,
+            &mut self.past_rows,
         ] {
             v.clear();
             v.resize(pes, 0);
         }
+        for v in [
+            &mut self.row_last,
+            &mut self.row_second,
+            &mut self.row_buffer,
+        ] {
+            v.clear();
+            v.resize(pes, u32::MAX);
+        }
+        self.local_rows.clear();
+        self.local_rows.extend_from_slice(local_rows);
     }
 }
 
-/// The SRAM row of an entry address: a shift when a row holds a power of two entries.
+/// The SRAM row of an entry address (below 2^18: the matrix base and a 16-bit pointer).
+trait SramRows: Copy {
+    fn row(self, address: u32) -> u32;
+    /// The shift, when the row is one.
+    fn shift(self) -> Option<u32>;
+}
+
+/// Rows of a power of two entries: a shift.
 #[derive(Clone, Copy)]
-enum SramRows {
-    Shift(u32),
-    Divide(u64),
-}
+struct ShiftRows(u32);
 
-impl SramRows {
-    fn new(entries_per_read: u32) -> SramRows {
-        if entries_per_read.is_power_of_two() {
-            SramRows::Shift(entries_per_read.trailing_zeros())
-        } else {
-            SramRows::Divide(u64::from(entries_per_read))
-        }
+impl SramRows for ShiftRows {
+    #[inline(always)]
+    fn row(self, address: u32) -> u32 {
+        address >> self.0
     }
 
+    fn shift(self) -> Option<u32> {
+        Some(self.0)
+    }
+}
+
+/// Rows of any other number of entries: a division.
+#[derive(Clone, Copy)]
+struct DivideRows(std::num::NonZeroU32);
+
+impl SramRows for DivideRows {
     #[inline(always)]
-    fn row(self, address: u64) -> u64 {
-        match self {
-            SramRows::Shift(shift) => address >> shift,
-            SramRows::Divide(entries) => address / entries,
-        }
+    fn row(self, address: u32) -> u32 {
+        address / self.0
+    }
+
+    fn shift(self) -> Option<u32> {
+        None
     }
 }
 
@@ -344,16 +411,18 @@ impl SramRows {
 ///
 /// Two passes over each block of `BLOCK` broadcasts, equivalent to evaluating the machine
 /// broadcast by broadcast:
-/// 1. Data, PE by PE over the block's columns (each PE's pointers and entries are read as one
-///    stream): faults, the multiply-accumulates (each row still accumulates in column order, so
-///    the sums are the same; with the codebook times the activation precomputed per broadcast,
-///    and without saturation checks when no sum can reach the 32-bit limits), SRAM row reads,
-///    and per (broadcast, PE) the entry count and the row-equality flags of the bypass. None of
-///    these depend on timing.
-/// 2. Timing, broadcast by broadcast over the block's compact per-(broadcast, PE) table: the
-///    recurrences above, the per-PE cycle categories, and the bypasses (a flag counts when the
-///    issue-cycle distance it implies is at most 2). Each broadcast updates every PE with the
-///    same branch-free arithmetic, so the PEs are evaluated side by side in vector registers.
+/// 1. Data, PE by PE over the block's columns: each PE's broadcast columns are gathered into
+///    one stream of entries, which one loop decodes and multiply-accumulates whatever the
+///    columns' lengths (each row still accumulates in column order, so the sums are the same;
+///    with the codebook times the activation precomputed per broadcast, and without
+///    saturation checks when no sum can reach the 32-bit limits); per (broadcast, PE) it
+///    leaves the entry count, the first entry's address and the rows of the first two and last
+///    two entries. None of these depend on timing.
+/// 2. Timing, broadcast by broadcast over the block's per-(broadcast, PE) tables: the
+///    recurrences above, the per-PE cycle categories, the bypasses (an entry is forwarded when
+///    it addresses the row of one of the two entries issued before it, at most 2 cycles
+///    earlier), and the SRAM row reads. Each broadcast updates every PE with the same
+///    branch-free arithmetic, so the PEs are evaluated side by side in vector registers.
 ///
 /// A fault found in any block is reported as the first one in broadcast, then PE, order.
 pub fn run_tile(
@@ -385,8 +454,8 @@ pub fn run_tile(
     }
     let broadcasts = scratch.columns.len();
 
-    // Accumulators PE by PE.
-    let stride = local_rows(tile.rows, pes, 0);
+    // Accumulators PE by PE, and one slot more per PE.
+    let stride = local_rows(tile.rows, pes, 0) + 1;
     scratch.local_acc.clear();
     scratch.local_acc.resize(pes * stride, 0);
     for (i, &value) in acc.iter().enumerate() {
@@ -405,40 +474,52 @@ pub fn run_tile(
         .max();
     let bound = largest_acc.unwrap_or(0) + broadcasts as i64 * largest_addend.unwrap_or(0);
     let saturating = bound > i64::from(i32::MAX);
-    let sram_rows = SramRows::new(timing.entries_per_read);
-    scratch.walks.clear();
-    scratch.walks.resize(pes, PeWalk::default());
-    scratch.work.clear();
-    scratch.work.resize(BLOCK.min(broadcasts) * pes, 0);
-    let mut cursor = TimingCursor::new(timing, pes, scratch);
-    let mut data = Ok(DataCounts {
-        padding: 0,
-        matrix_reads: 0,
-    });
+    let entries_per_read = timing.entries_per_read;
+    scratch.padding.clear();
+    scratch.padding.resize(pes, 0);
+    scratch.checked.clear();
+    scratch
+        .checked
+        .extend(tile.pes.iter().map(pointers_in_reach));
+    scratch.cells.resize(pes);
+    let mut cursor = TimingCursor::new(timing, scratch);
+    let mut result = Ok(());
     // Both passes a block of broadcasts at a time, so that the block's cells and addends stay
     // in cache between them.
     for block in (0..broadcasts).step_by(BLOCK) {
         let block = block..(block + BLOCK).min(broadcasts);
-        let len = block.len();
-        data = data.and_then(|counts| {
-            if saturating {
-                data_pass::<true>(tile, scratch, stride, block, counts, sram_rows)
-            } else {
-                data_pass::<false>(tile, scratch, stride, block, counts, sram_rows)
-            }
-        });
-        if data.is_err() {
+        let walked = if saturating {
+            data_pass::<true>(tile, scratch, stride, block.clone())
+        } else {
+            data_pass::<false>(tile, scratch, stride, block.clone())
+        };
+        if let Err(fault) = walked {
+            result = Err(fault);
             break;
         }
-        timing_pass(&mut cursor, len, scratch);
+        // A validated configuration reads at least one entry per row.
+        match std::num::NonZeroU32::new(entries_per_read) {
+            Some(entries) if !entries.is_power_of_two() => {
+                timing_pass(&mut cursor, block.len(), scratch, DivideRows(entries))
+            }
+            _ => {
+                let rows = ShiftRows(entries_per_read.trailing_zeros());
+                timing_pass(&mut cursor, block.len(), scratch, rows)
+            }
+        }
+        // Entries past a PE's rows: padding may address them, a non-zero code faults.
+        if scratch.pe_state.past_rows.iter().any(|&past| past != 0) {
+            if let Some(fault) = first_fault(tile, &scratch.columns[block], &scratch.rows) {
+                result = Err(fault);
+                break;
+            }
+            scratch.pe_state.past_rows.fill(0);
+        }
     }
     for (i, value) in acc.iter_mut().enumerate() {
         *value = scratch.local_acc[(i % pes) * stride + i / pes];
     }
-    let DataCounts {
-        padding,
-        matrix_reads,
-    } = data?;
+    result?;
     let TimingCursor {
         window_end,
         ccu_stalls,
@@ -447,19 +528,24 @@ pub fn run_tile(
     } = cursor;
     let window_end = u64::from(window_end);
     let broadcasts = broadcasts as u64;
+    let state = &scratch.pe_state;
+    let padding: u64 = scratch.padding.iter().sum();
     counters.compute_cycles += window_end;
     counters.broadcasts += broadcasts;
     counters.ccu_stall_cycles += ccu_stalls;
-    let entries: u64 = scratch.pe_state.busy.iter().map(|&n| u64::from(n)).sum();
+    let entries: u64 = state.busy.iter().map(|&n| u64::from(n)).sum();
     counters.useful_macs += entries - padding;
     counters.padding_macs += padding;
     counters.bypasses += bypasses;
-    counters.matrix_reads += matrix_reads;
+    counters.matrix_reads += state
+        .matrix_reads
+        .iter()
+        .map(|&n| u64::from(n))
+        .sum::<u64>();
     counters.pointer_reads += 2 * broadcasts * pes as u64;
     counters.activation_reads += acts.len() as u64;
     counters.fifo_pushes += broadcasts * pes as u64;
     counters.fifo_pops += broadcasts * pes as u64;
-    let state = &scratch.pe_state;
     for p in 0..pes {
         let (busy, cover) = (u64::from(state.busy[p]), u64::from(state.cover_len[p]));
         counters.busy[p] += busy;
@@ -469,230 +555,245 @@ pub fn run_tile(
     Ok(())
 }
 
-/// What the data pass counted (the entries issued are the PEs' busy cycles).
-struct DataCounts {
-    /// Padding entries issued.
-    padding: u64,
-    matrix_reads: u64,
+/// Whether every column of `slice` is free of pointer faults: its pointers do not decrease,
+/// and the last (the largest) is within both `entries` and `available`. One pass over the
+/// pointers, without branches, instead of a check per broadcast column.
+fn pointers_in_reach(slice: &PeSlice<'_>) -> bool {
+    let pointers = slice.pointers;
+    let decreases = pointers
+        .iter()
+        .zip(pointers.iter().skip(1))
+        .fold(0u32, |n, (a, b)| n + u32::from(a > b));
+    let reach = pointers.last().map_or(0, |&end| usize::from(end));
+    decreases == 0 && reach <= slice.entries.len().min(slice.available)
 }
 
-/// Pass 1 of [`run_tile`] over the broadcasts `block`: fills `scratch.work` (the block's cells)
-/// and `scratch.local_acc`, and adds to `counts`; `SATURATE`: whether an accumulator could leave
-/// the 32-bit range (otherwise additions need no saturation).
+/// Pass 1 of [`run_tile`] over the broadcasts `block`: fills `scratch.cells` and
+/// `scratch.local_acc`, and counts padding; `SATURATE`: whether an accumulator could leave the
+/// 32-bit range (otherwise additions need no saturation). A pointer fault is reported as the
+/// machine's first fault.
 fn data_pass<const SATURATE: bool>(
     tile: &Tile<'_>,
     scratch: &mut Scratch,
     stride: usize,
     block: Range<usize>,
-    mut counts: DataCounts,
-    sram_rows: SramRows,
-) -> Result<DataCounts, Fault> {
+) -> Result<(), Fault> {
     let pes = tile.pes.len();
     let Scratch {
         columns,
         addends,
-        work,
+        cells,
         local_acc,
         rows,
-        walks,
+        padding,
+        checked,
+        gathered,
         ..
     } = scratch;
-    let work = &mut work[..block.len() * pes];
     let (block_columns, block_addends) = (&columns[block.clone()], &addends[block]);
-    for (p, ((slice, acc), walk)) in tile
+    for (p, (slice, acc)) in tile
         .pes
         .iter()
         .zip(local_acc.chunks_exact_mut(stride))
-        .zip(walks.iter_mut())
         .enumerate()
     {
-        let acc = &mut acc[..rows[p] as usize];
         assert_eq!(slice.pointers.len(), tile.cols + 1);
-        let walked = walk_pe::<SATURATE>(
-            slice,
-            acc,
-            walk,
-            block_columns,
-            block_addends,
-            work,
-            p,
-            pes,
-            sram_rows,
-        );
-        if let Err(found) = walked {
-            return Err(first_fault(tile, columns, rows, found));
-        }
-    }
-    for walk in walks.iter_mut() {
-        counts.padding += std::mem::take(&mut walk.padding);
-        counts.matrix_reads += std::mem::take(&mut walk.matrix_reads);
-    }
-    Ok(counts)
-}
-
-/// A PE's walk between blocks of broadcasts.
-#[derive(Clone, Copy, Debug)]
-struct PeWalk {
-    /// Rows of the PE's last and second-to-last issued entries (`u32::MAX`: none yet).
-    last: u32,
-    second: u32,
-    /// The SRAM row in the PE's row buffer (`u64::MAX`: none yet).
-    row_buffer: u64,
-    /// Padding entries issued and SRAM rows read, since the counts were last collected.
-    padding: u64,
-    matrix_reads: u64,
-}
-
-impl Default for PeWalk {
-    fn default() -> Self {
-        PeWalk {
-            last: u32::MAX,
-            second: u32::MAX,
-            row_buffer: u64::MAX,
-            padding: 0,
-            matrix_reads: 0,
-        }
-    }
-}
-
-/// One PE's share of pass 1 over a block: walks its columns in broadcast order, accumulating
-/// into `acc` (its local rows) and writing its cells `work[k * pes + pe]` (k within the block).
-/// Every column of `columns` is below `slice.pointers.len() - 1`, and `work` holds
-/// `columns.len() * pes` cells.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn walk_pe<const SATURATE: bool>(
-    slice: &PeSlice<'_>,
-    acc: &mut [i32],
-    walk: &mut PeWalk,
-    columns: &[u32],
-    addends: &[[i32; 16]],
-    work: &mut [u32],
-    pe: usize,
-    pes: usize,
-    sram_rows: SramRows,
-) -> Result<(), Fault> {
-    let (pointers, entries) = (slice.pointers, slice.entries);
-    assert!(pe < pes && work.len() == columns.len() * pes);
-    debug_assert!(columns.iter().all(|&j| (j as usize) < pointers.len() - 1));
-    let rows = acc.len() as u32;
-    let PeWalk {
-        mut last,
-        mut second,
-        mut row_buffer,
-        mut padding,
-        mut matrix_reads,
-    } = *walk;
-    let mut cell_index = pe;
-    for (&j, addend) in columns.iter().zip(addends) {
-        let j = j as usize;
-        let cell = cell_index;
-        cell_index += pes;
-        // SAFETY: `j + 1 < pointers.len()` (the contract above, established by `run_tile`).
-        let (start, end) = unsafe { (*pointers.get_unchecked(j), *pointers.get_unchecked(j + 1)) };
-        // `entries` reaches every end pointer within `available` and no further, so a column
-        // past it is one past the memory.
-        let Some(column) = entries
-            .get(usize::from(start)..usize::from(end))
-            .filter(|_| start < end)
-        else {
-            if start == end && usize::from(end) <= slice.available {
-                // SAFETY: as below.
-                unsafe { *work.get_unchecked_mut(cell) = 0 };
-                continue;
-            }
-            return Err(Fault::PointerRange {
-                pe,
-                column: j,
-                start,
-                end,
-                available: slice.available,
-            });
+        let acc = &mut acc[..rows[p] as usize + 1];
+        let pe = PeCells { cells, pe: p, pes };
+        let walked = if checked[p] {
+            walk_pe::<SATURATE, true>(slice, acc, block_columns, block_addends, pe, gathered)
+        } else {
+            walk_pe::<SATURATE, false>(slice, acc, block_columns, block_addends, pe, gathered)
         };
-        let ColumnWalk {
-            next_row,
-            zero_codes,
-            out_of_range,
-        } = walk_column::<SATURATE>(column, acc, addend);
-        if out_of_range {
-            // `check_column` walks the column again to name the first such entry.
-            return Err(check_column(slice, pe, j, rows)
-                .err()
-                .unwrap_or(Fault::RowRange {
-                    pe,
-                    column: j,
-                    address: slice.matrix_base as usize + usize::from(start),
-                    row: next_row - 1,
-                    rows,
-                }));
+        match walked {
+            Ok(zero_codes) => padding[p] += zero_codes,
+            // Some earlier column may fault on its rows.
+            Err(found) => return Err(first_fault(tile, columns, rows).unwrap_or(found)),
         }
-        padding += u64::from(zero_codes);
-        let n = column.len();
-        let first = u32::from(column[0] >> 4);
-        let second_row = first + 1 + u32::from(column[1.min(n - 1)] >> 4);
-        let last_row = next_row - 1;
-        let many = n >= 2;
-        let flags = (u32::from(first == last) * FIRST_IS_LAST)
-            | (u32::from(first == second) * FIRST_IS_SECOND)
-            | (u32::from(many & (second_row == last)) * SECOND_IS_LAST);
-        // SAFETY: `cell < columns.len() * pes == work.len()` (asserted above).
-        unsafe { *work.get_unchecked_mut(cell) = n as u32 | flags };
-        // The last two rows issued.
-        let before_last = last_row.wrapping_sub(1 + u32::from(column[n - 1] >> 4));
-        second = if many { before_last } else { last };
-        last = last_row;
-        // SRAM rows touched, minus the one still in the buffer.
-        let first_sram = sram_rows.row(u64::from(slice.matrix_base) + u64::from(start));
-        let last_sram = sram_rows.row(u64::from(slice.matrix_base) + u64::from(end) - 1);
-        matrix_reads += last_sram - first_sram + 1 - u64::from(row_buffer == first_sram);
-        row_buffer = last_sram;
     }
-    *walk = PeWalk {
-        last,
-        second,
-        row_buffer,
-        padding,
-        matrix_reads,
-    };
     Ok(())
 }
 
-/// What walking one column found.
-struct ColumnWalk {
-    /// One past the row of the column's last entry.
-    next_row: u32,
-    /// Padding entries.
-    zero_codes: u32,
-    /// Some entry of non-zero code addresses a row past `acc`.
-    out_of_range: bool,
+/// One PE's cells of the block's tables: `k * pes + pe` for broadcast k of the block.
+struct PeCells<'c> {
+    cells: &'c mut Cells,
+    pe: usize,
+    pes: usize,
 }
 
-/// The multiply-accumulates of one column (`addend` per code). Kept out of line: its loop
-/// then has registers to itself.
+/// Bytes copied per column when gathering: a column of at most this many entries is copied
+/// with one fixed-size move (reading past its end), so that the copy does not branch on its
+/// length.
+const GATHER_COPY: usize = 16;
+
+/// One PE's broadcast columns of a block, gathered into one stream so that the
+/// multiply-accumulates run as one loop over the PE's entries, whatever the columns' lengths.
+#[derive(Debug, Default)]
+struct Gathered {
+    /// The entries of the block's columns, in broadcast order, and `GATHER_COPY` slots more
+    /// (which fixed-size copies may write).
+    entries: Vec<u8>,
+    /// Per entry, the index within the block of the broadcast whose column holds it (as long
+    /// as `entries`).
+    tags: Vec<u8>,
+}
+
+/// One PE's share of pass 1 over a block, in two loops over its data:
+/// 1. per broadcast: the column's pointers (unless `CHECKED`, checked: a pointer fault ends the
+///    walk), its count and address, its entries copied into one stream, each tagged with the
+///    broadcast, and the rows of its first two entries;
+/// 2. per entry of the stream, in issue order: the local row (relative indices restart where
+///    the tag changes: a column's entries are consecutive and other columns' tags differ), the
+///    multiply-accumulate (each row accumulates in broadcast order, so the sums are the
+///    machine's), and the rows of the column's last two entries.
+///
+/// Returns the padding entries. `acc` holds the PE's local rows and one more slot, which
+/// absorbs the additions of entries addressing no local row (padding adds 0 there; a non-zero
+/// code there is a fault, found by `run_tile`'s row check after the timing pass). No loop
+/// branches on the data except to grow the stream or to copy a column of more than
+/// `GATHER_COPY` entries. Every
+/// column of `columns` is below `slice.pointers.len() - 1`, `addends` is as long as `columns`,
+/// which is at most `BLOCK` long, and the tables hold `columns.len() * pes` cells. `CHECKED`:
+/// the PE's pointers are known to be non-decreasing and to reach no further than `entries` and
+/// `available`, so no column faults on them.
 #[inline(never)]
-fn walk_column<const SATURATE: bool>(
-    column: &[u8],
+fn walk_pe<const SATURATE: bool, const CHECKED: bool>(
+    slice: &PeSlice<'_>,
     acc: &mut [i32],
-    addend: &[i32; 16],
-) -> ColumnWalk {
-    let mut next_row = 0u32;
-    let mut out_of_range = false;
-    let mut zero_codes = 0u32;
-    for &e in column {
-        let x = next_row + u32::from(e >> 4);
-        next_row = x + 1;
-        let code = usize::from(e & 15);
-        zero_codes += u32::from(code == 0);
-        // Padding adds 0 (and may address rows past the PE's).
-        match acc.get_mut(x as usize) {
-            Some(slot) => add::<SATURATE>(slot, addend[code]),
-            None => out_of_range |= code != 0,
+    columns: &[u32],
+    addends: &[[i32; 16]],
+    cells: PeCells<'_>,
+    gathered: &mut Gathered,
+) -> Result<u64, Fault> {
+    let PeCells { cells, pe, pes } = cells;
+    let (pointers, entries) = (slice.pointers, slice.entries);
+    let table = columns.len() * pes;
+    assert!(pe < pes && columns.len() <= BLOCK);
+    assert!(columns.len() == addends.len() && !acc.is_empty());
+    let (count, address) = (&mut cells.count[..table], &mut cells.address[..table]);
+    let (first_rows, second_rows) = (&mut cells.first[..table], &mut cells.second[..table]);
+    debug_assert!(columns.iter().all(|&j| (j as usize) < pointers.len() - 1));
+    let Gathered {
+        entries: stream,
+        tags,
+    } = gathered;
+
+    // 1. Columns.
+    let mut len = 0usize;
+    for (k, &j) in columns.iter().enumerate() {
+        let j = j as usize;
+        // SAFETY: `j + 1 < pointers.len()` (the contract above, established by `run_tile`).
+        let (start, end) = unsafe { (*pointers.get_unchecked(j), *pointers.get_unchecked(j + 1)) };
+        let (start, end) = (usize::from(start), usize::from(end));
+        // A non-empty column must lie within `entries`, which reaches every end pointer within
+        // `available` and no further; an empty one within `available`.
+        if !CHECKED {
+            let valid =
+                (start < end && end <= entries.len()) || (start == end && end <= slice.available);
+            if !valid {
+                return Err(Fault::PointerRange {
+                    pe,
+                    column: j,
+                    start: start as u16,
+                    end: end as u16,
+                    available: slice.available,
+                });
+            }
         }
+        let n = end - start;
+        // Within `entries` (`start <= end <= entries.len()` when `CHECKED`).
+        let from = if CHECKED {
+            start
+        } else {
+            select_unpredictable(n > 0, start, 0)
+        };
+        // The stream holds `GATHER_COPY` entries past its end.
+        if stream.len() < len + n + GATHER_COPY {
+            let grown = (len + n + GATHER_COPY).max(2 * stream.len());
+            stream.resize(grown, 0);
+            tags.resize(grown, 0);
+        }
+        let tag = k as u8;
+        if n <= GATHER_COPY && from + GATHER_COPY <= entries.len() {
+            // SAFETY: the source is within `entries` (checked), the destinations within
+            // `stream` and `tags` (both hold `len + GATHER_COPY` bytes at least).
+            unsafe {
+                let source = entries.as_ptr().add(from).cast::<[u8; GATHER_COPY]>();
+                let stream_at = stream.as_mut_ptr().add(len).cast::<[u8; GATHER_COPY]>();
+                let tags_at = tags.as_mut_ptr().add(len).cast::<[u8; GATHER_COPY]>();
+                stream_at.write_unaligned(source.read_unaligned());
+                tags_at.write_unaligned([tag; GATHER_COPY]);
+            }
+        } else {
+            stream[len..len + n].copy_from_slice(&entries[from..from + n]);
+            tags[len..len + n].fill(tag);
+        }
+        // SAFETY: `len + 1 < stream.len()`; the cell is below `table` (asserted above). The
+        // first two bytes belong to the column when it has two entries (else its rows are
+        // unspecified).
+        unsafe {
+            let first = u32::from(*stream.get_unchecked(len) >> 4);
+            let second = first + 1 + u32::from(*stream.get_unchecked(len + 1) >> 4);
+            let cell = k * pes + pe;
+            *count.get_unchecked_mut(cell) = n as u32;
+            *address.get_unchecked_mut(cell) = slice.matrix_base + from as u32;
+            *first_rows.get_unchecked_mut(cell) = first;
+            *second_rows.get_unchecked_mut(cell) = second;
+        }
+        len += n;
     }
-    ColumnWalk {
-        next_row,
-        zero_codes,
-        out_of_range,
+
+    // 2. Entries.
+    accumulate::<SATURATE>(
+        &stream[..len],
+        &tags[..len],
+        acc,
+        addends,
+        PeCells { cells, pe, pes },
+    );
+    Ok(zero_codes(&stream[..len]))
+}
+
+/// Loop 2 of [`walk_pe`]: the rows and multiply-accumulates of a PE's stream of entries
+/// (`tags` as long as `stream`, every tag below `addends.len()`, `acc` non-empty with its last
+/// slot taking the additions of entries past the PE's rows), and each column's last two rows.
+/// Kept out of line: its loop then has registers to itself.
+#[inline(never)]
+fn accumulate<const SATURATE: bool>(
+    stream: &[u8],
+    tags: &[u8],
+    acc: &mut [i32],
+    addends: &[[i32; 16]],
+    cells: PeCells<'_>,
+) {
+    let PeCells { cells, pe, pes } = cells;
+    assert!(tags.len() == stream.len() && !acc.is_empty() && pe < pes);
+    // `walk_pe` tags entries with broadcast indices below `columns.len() == addends.len()`.
+    debug_assert!(tags.iter().all(|&tag| usize::from(tag) < addends.len()));
+    assert!(addends.len() <= BLOCK);
+    let last = &mut cells.last[pe * BLOCK..(pe + 1) * BLOCK];
+    let before_last = &mut cells.before_last[pe * BLOCK..(pe + 1) * BLOCK];
+    let past_rows = acc.len() as u32 - 1;
+    let mut next_row = 0u32;
+    // Tags are below 256, so the first entry starts a column.
+    let mut previous_tag = u32::MAX;
+    for (&e, &tag) in stream.iter().zip(tags) {
+        let tag = u32::from(tag);
+        let previous_row = next_row.wrapping_sub(1);
+        let x = select_unpredictable(previous_tag == tag, next_row, 0) + u32::from(e >> 4);
+        previous_tag = tag;
+        next_row = x + 1;
+        let slot = x.min(past_rows) as usize;
+        // SAFETY: `slot <= past_rows < acc.len()`, `tag < addends.len() <= BLOCK` (the
+        // contract, and asserted). The column's last write holds its last two rows.
+        unsafe {
+            *last.get_unchecked_mut(tag as usize) = x;
+            *before_last.get_unchecked_mut(tag as usize) = previous_row;
+            let addend = *addends
+                .get_unchecked(tag as usize)
+                .get_unchecked(usize::from(e & 15));
+            add::<SATURATE>(acc.get_unchecked_mut(slot), addend);
+        }
     }
 }
 
@@ -725,13 +826,13 @@ struct TimingCursor {
 
 impl TimingCursor {
     /// A run's start; resets the per-PE timing state.
-    fn new(timing: &Timing, pes: usize, scratch: &mut Scratch) -> TimingCursor {
-        scratch.pe_state.reset(pes);
+    fn new(timing: &Timing, scratch: &mut Scratch) -> TimingCursor {
+        scratch.pe_state.reset(&scratch.rows);
         // Over PEs, the cycle from which each of the last `depth` broadcasts has a free slot.
         scratch.slot_ring.clear();
         scratch.slot_ring.resize(timing.fifo_depth, 0);
         TimingCursor {
-            pes,
+            pes: scratch.rows.len(),
             depth: timing.fifo_depth,
             pointer_read_cycles: timing.pointer_read_cycles as u32,
             k: 0,
@@ -744,34 +845,20 @@ impl TimingCursor {
     }
 }
 
-/// Pass 2 of [`run_tile`] over the next `len` broadcasts, whose cells are in `scratch.work`:
-/// the recurrences, leaving each PE's busy and covered cycles in `scratch.pe_state`.
-fn timing_pass(cursor: &mut TimingCursor, len: usize, scratch: &mut Scratch) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU supports AVX2 (checked above).
-        return unsafe { timing_pass_avx2(cursor, len, scratch) };
-    }
-    timing_pass_body(cursor, len, scratch);
-}
-
-/// [`timing_pass_body`] compiled for AVX2 (eight PEs per instruction).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn timing_pass_avx2(cursor: &mut TimingCursor, len: usize, scratch: &mut Scratch) {
-    timing_pass_body(cursor, len, scratch);
-}
-
-#[inline(always)]
-fn timing_pass_body(cursor: &mut TimingCursor, len: usize, scratch: &mut Scratch) {
+/// Pass 2 of [`run_tile`] over the next `len` broadcasts, whose cells are in `scratch.cells`:
+/// the recurrences, leaving each PE's busy and covered cycles, rows issued and SRAM reads in
+/// `scratch.pe_state`.
+fn timing_pass<R: SramRows>(cursor: &mut TimingCursor, len: usize, scratch: &mut Scratch, sram: R) {
     let Scratch {
-        work,
+        cells,
         pe_state: state,
         slot_ring,
         ..
     } = scratch;
-    let (depth, l) = (cursor.depth, cursor.pointer_read_cycles);
-    for row in work.chunks_exact(cursor.pes).take(len) {
+    #[cfg(target_arch = "x86_64")]
+    let vector = std::arch::is_x86_feature_detected!("avx2");
+    let (depth, l, pes) = (cursor.depth, cursor.pointer_read_cycles, cursor.pes);
+    for k in 0..len {
         let earliest = cursor.next_b;
         let b = if cursor.k >= depth {
             earliest.max(slot_ring[cursor.ring])
@@ -780,7 +867,34 @@ fn timing_pass_body(cursor: &mut TimingCursor, len: usize, scratch: &mut Scratch
         };
         cursor.ccu_stalls += u64::from(b - earliest);
         cursor.next_b = b + 1;
-        let (max_free, bypassed) = broadcast_step(b, l, row, state);
+        let row = k * pes..(k + 1) * pes;
+        let broadcast = BroadcastCells {
+            count: &cells.count[row.clone()],
+            address: &cells.address[row.clone()],
+            first: &cells.first[row.clone()],
+            second: &cells.second[row.clone()],
+            before_last: &cells.before_last,
+            last: &cells.last,
+            column: k,
+        };
+        let (mut done, mut sram_done) = (0, 0);
+        let (mut max_free, mut bypassed) = (0, 0);
+        #[cfg(target_arch = "x86_64")]
+        if vector {
+            let shift = sram.shift();
+            // SAFETY: the CPU supports AVX2 (checked above).
+            (done, max_free, bypassed) =
+                unsafe { broadcast_step_avx2(b, l, &broadcast, state, shift) };
+            if shift.is_some() {
+                sram_done = done;
+            }
+        }
+        for p in done..pes {
+            let (free, forwarded) = pe_step(b, l, &broadcast, state, p);
+            max_free = max_free.max(free);
+            bypassed += forwarded;
+        }
+        sram_reads(&broadcast, state, sram, sram_done);
         cursor.bypasses += u64::from(bypassed);
         cursor.window_end = cursor.window_end.max(max_free);
         slot_ring[cursor.ring] = max_free;
@@ -793,69 +907,275 @@ fn timing_pass_body(cursor: &mut TimingCursor, len: usize, scratch: &mut Scratch
     }
 }
 
-/// Every PE's response to the broadcast at cycle `b` (the recurrences, without branches);
-/// returns the cycle from which every PE has a free FIFO slot for it, and the bypasses.
+/// One broadcast's row of the [`Cells`] tables (one cell per PE).
+struct BroadcastCells<'c> {
+    count: &'c [u32],
+    address: &'c [u32],
+    first: &'c [u32],
+    second: &'c [u32],
+    /// The whole PE-major tables, and the broadcast's index in the block.
+    before_last: &'c [u32],
+    last: &'c [u32],
+    column: usize,
+}
+
+/// PE `p`'s response to the broadcast at cycle `b` (the recurrences, without branches);
+/// returns the cycle from which the PE has a free FIFO slot for it, and its bypasses.
 #[inline(always)]
-fn broadcast_step(b: u32, l: u32, row: &[u32], state: &mut PeTimingState) -> (u32, u32) {
+fn pe_step(
+    b: u32,
+    l: u32,
+    cells: &BroadcastCells<'_>,
+    state: &mut PeTimingState,
+    p: usize,
+) -> (u32, u32) {
     let b1 = b + 1;
-    let mut max_free = 0u32;
-    let mut bypassed = 0u32;
-    let PeTimingState {
-        ptr_free,
-        m_free,
-        cover_until,
-        cover_len,
-        busy,
-        t_last,
-        t_second,
-    } = state;
-    let pes = row.len();
-    let (ptr_free, m_free) = (&mut ptr_free[..pes], &mut m_free[..pes]);
-    let (cover_until, cover_len) = (&mut cover_until[..pes], &mut cover_len[..pes]);
-    let (busy, t_last, t_second) = (&mut busy[..pes], &mut t_last[..pes], &mut t_second[..pes]);
-    for p in 0..pes {
-        let cell = row[p];
-        let n = cell & COUNT_MASK;
-        let has_work = n != 0;
-        // Pointer read starts at r and ends at r + L; a non-empty column then waits for the
-        // matrix unit.
-        let read_done = b1.max(ptr_free[p]) + l;
-        let m = if has_work {
-            read_done.max(m_free[p])
+    let n = cells.count[p];
+    let has_work = n != 0;
+    let many = n >= 2;
+    // Pointer read starts at r and ends at r + L; a non-empty column then waits for the
+    // matrix unit.
+    let read_done = b1.max(state.ptr_free[p]) + l;
+    let m = if has_work {
+        read_done.max(state.m_free[p])
+    } else {
+        read_done
+    };
+    let work_end = m + n;
+    // Bypass: the accumulator is read 1 cycle and written 3 cycles after issue (at most one
+    // forwarded read per entry). Only the column's first two entries can meet entries of
+    // earlier columns (rows increase within a column).
+    let (t_last, t_second) = (state.t_last[p], state.t_second[p]);
+    let (row_last, row_second) = (state.row_last[p], state.row_second[p]);
+    let first_forwarded = has_work
+        & (((cells.first[p] == row_last) & (m.wrapping_sub(t_last) <= 2))
+            | ((cells.first[p] == row_second) & (m.wrapping_sub(t_second) <= 2)));
+    let second_forwarded =
+        many & (cells.second[p] == row_last) & ((m + 1).wrapping_sub(t_last) <= 2);
+    let second_issue = if many {
+        work_end.wrapping_sub(2)
+    } else {
+        t_last
+    };
+    if has_work {
+        state.t_second[p] = second_issue;
+        state.t_last[p] = work_end.wrapping_sub(1);
+        let at = p * BLOCK + cells.column;
+        state.row_second[p] = if many {
+            cells.before_last[at]
         } else {
-            read_done
+            row_last
         };
-        let work_end = m + n;
-        // Bypass: the accumulator is read 1 cycle and written 3 cycles after issue (at most one
-        // forwarded read per entry). The flags are only set when `has_work`.
-        let first_forwarded = ((cell & FIRST_IS_LAST != 0) & (m.wrapping_sub(t_last[p]) <= 2))
-            | ((cell & FIRST_IS_SECOND != 0) & (m.wrapping_sub(t_second[p]) <= 2));
-        let second_forwarded =
-            (cell & SECOND_IS_LAST != 0) & ((m + 1).wrapping_sub(t_last[p]) <= 2);
-        bypassed += u32::from(first_forwarded) + u32::from(second_forwarded);
-        let second_issue = if n >= 2 {
-            work_end.wrapping_sub(2)
-        } else {
-            t_last[p]
-        };
-        t_second[p] = if has_work { second_issue } else { t_second[p] };
-        t_last[p] = if has_work {
-            work_end.wrapping_sub(1)
-        } else {
-            t_last[p]
-        };
-        m_free[p] = if has_work { work_end } else { m_free[p] };
-        ptr_free[p] = m;
-        busy[p] += n;
-        let until = cover_until[p];
-        cover_len[p] += if work_end > until {
-            work_end - b1.max(until)
-        } else {
-            0
-        };
-        let until = until.max(work_end);
-        cover_until[p] = until;
-        max_free = max_free.max(until);
+        state.row_last[p] = cells.last[at];
+        state.past_rows[p] |= u32::from(cells.last[at] >= state.local_rows[p]);
+        state.m_free[p] = work_end;
     }
-    (max_free, bypassed)
+    state.ptr_free[p] = m;
+    state.busy[p] += n;
+    // Cycles with an unfinished column queued: from the later of b + 1 and the previous cover
+    // (`work_end >= b + 1 + L`).
+    let until = state.cover_until[p];
+    let from = b1.max(until);
+    state.cover_len[p] += work_end.max(from) - from;
+    let until = until.max(work_end);
+    state.cover_until[p] = until;
+    (
+        until,
+        u32::from(first_forwarded) + u32::from(second_forwarded),
+    )
+}
+
+/// [`pe_step`] for the PEs in groups of eight, with AVX2, and their [`sram_reads`] when the
+/// SRAM row is a `shift`; returns the PEs done (a multiple of eight), the largest free cycle
+/// and the bypasses over them.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn broadcast_step_avx2(
+    b: u32,
+    l: u32,
+    cells: &BroadcastCells<'_>,
+    state: &mut PeTimingState,
+    shift: Option<u32>,
+) -> (usize, u32, u32) {
+    use std::arch::x86_64::*;
+    let pes = cells.count.len();
+    let lanes = pes / 8 * 8;
+    for v in [cells.address, cells.first, cells.second, &state.local_rows] {
+        assert!(v.len() >= lanes);
+    }
+    assert!(cells.column < BLOCK);
+    assert!(cells.last.len() >= lanes * BLOCK && cells.before_last.len() >= lanes * BLOCK);
+    // Lane q of a group reads PE-major tables at `q * BLOCK` past the group's first PE.
+    let stride = BLOCK as i32;
+    let pe_major = _mm256_setr_epi32(
+        0,
+        stride,
+        2 * stride,
+        3 * stride,
+        4 * stride,
+        5 * stride,
+        6 * stride,
+        7 * stride,
+    );
+    for v in [
+        &state.ptr_free,
+        &state.m_free,
+        &state.cover_until,
+        &state.cover_len,
+        &state.busy,
+        &state.t_last,
+        &state.t_second,
+        &state.row_last,
+        &state.row_second,
+        &state.past_rows,
+        &state.row_buffer,
+        &state.matrix_reads,
+    ] {
+        assert!(v.len() >= lanes);
+    }
+    let sram_shift = _mm_cvtsi32_si128(shift.unwrap_or(0) as i32);
+    let b1 = _mm256_set1_epi32(b.wrapping_add(1) as i32);
+    let l = _mm256_set1_epi32(l as i32);
+    let (one, two) = (_mm256_set1_epi32(1), _mm256_set1_epi32(2));
+    let zero = _mm256_setzero_si256();
+    // Unsigned `d <= 2`, as a lane mask.
+    let at_most_two = |d: __m256i| _mm256_cmpeq_epi32(_mm256_min_epu32(d, two), d);
+    let mut max_free = zero;
+    let mut bypassed = zero;
+    for i in (0..lanes).step_by(8) {
+        // SAFETY: every slice holds at least `lanes` elements (asserted), `i + 8 <= lanes`.
+        unsafe {
+            let load = |s: &[u32]| _mm256_loadu_si256(s.as_ptr().add(i).cast::<__m256i>());
+            let store = |s: &mut [u32], v: __m256i| {
+                _mm256_storeu_si256(s.as_mut_ptr().add(i).cast::<__m256i>(), v)
+            };
+            let n = load(cells.count);
+            let has_work = _mm256_xor_si256(_mm256_cmpeq_epi32(n, zero), _mm256_set1_epi32(-1));
+            let many = _mm256_cmpeq_epi32(_mm256_max_epu32(n, two), n);
+            let read_done = _mm256_add_epi32(_mm256_max_epu32(b1, load(&state.ptr_free)), l);
+            let m_free = load(&state.m_free);
+            let m = _mm256_blendv_epi8(read_done, _mm256_max_epu32(read_done, m_free), has_work);
+            let work_end = _mm256_add_epi32(m, n);
+            let (t_last, t_second) = (load(&state.t_last), load(&state.t_second));
+            let (row_last, row_second) = (load(&state.row_last), load(&state.row_second));
+            let first = load(cells.first);
+            let first_forwarded = _mm256_and_si256(
+                has_work,
+                _mm256_or_si256(
+                    _mm256_and_si256(
+                        _mm256_cmpeq_epi32(first, row_last),
+                        at_most_two(_mm256_sub_epi32(m, t_last)),
+                    ),
+                    _mm256_and_si256(
+                        _mm256_cmpeq_epi32(first, row_second),
+                        at_most_two(_mm256_sub_epi32(m, t_second)),
+                    ),
+                ),
+            );
+            let second_forwarded = _mm256_and_si256(
+                _mm256_and_si256(many, _mm256_cmpeq_epi32(load(cells.second), row_last)),
+                at_most_two(_mm256_sub_epi32(_mm256_add_epi32(m, one), t_last)),
+            );
+            // Masks are -1 per forwarded read.
+            bypassed = _mm256_sub_epi32(bypassed, first_forwarded);
+            bypassed = _mm256_sub_epi32(bypassed, second_forwarded);
+            let second_issue = _mm256_blendv_epi8(t_last, _mm256_sub_epi32(work_end, two), many);
+            store(
+                &mut state.t_second,
+                _mm256_blendv_epi8(t_second, second_issue, has_work),
+            );
+            store(
+                &mut state.t_last,
+                _mm256_blendv_epi8(t_last, _mm256_sub_epi32(work_end, one), has_work),
+            );
+            // SAFETY (gathers): the lanes read `(i + q) * BLOCK + column` for q < 8, below
+            // `lanes * BLOCK` (asserted).
+            let gather = |s: &[u32]| {
+                let group = s.as_ptr().add(i * BLOCK + cells.column).cast::<i32>();
+                _mm256_i32gather_epi32::<4>(group, pe_major)
+            };
+            let last = gather(cells.last);
+            let second_row = _mm256_blendv_epi8(row_last, gather(cells.before_last), many);
+            store(
+                &mut state.row_second,
+                _mm256_blendv_epi8(row_second, second_row, has_work),
+            );
+            store(
+                &mut state.row_last,
+                _mm256_blendv_epi8(row_last, last, has_work),
+            );
+            let past = _mm256_cmpeq_epi32(_mm256_max_epu32(last, load(&state.local_rows)), last);
+            let past = _mm256_and_si256(_mm256_and_si256(past, has_work), one);
+            let past = _mm256_or_si256(load(&state.past_rows), past);
+            store(&mut state.past_rows, past);
+            store(
+                &mut state.m_free,
+                _mm256_blendv_epi8(m_free, work_end, has_work),
+            );
+            store(&mut state.ptr_free, m);
+            let busy = _mm256_add_epi32(load(&state.busy), n);
+            store(&mut state.busy, busy);
+            let until = load(&state.cover_until);
+            let from = _mm256_max_epu32(b1, until);
+            let covered = _mm256_sub_epi32(_mm256_max_epu32(work_end, from), from);
+            let cover_len = _mm256_add_epi32(load(&state.cover_len), covered);
+            store(&mut state.cover_len, cover_len);
+            let until = _mm256_max_epu32(until, work_end);
+            store(&mut state.cover_until, until);
+            max_free = _mm256_max_epu32(max_free, until);
+            if shift.is_some() {
+                let address = load(cells.address);
+                let first_sram = _mm256_srl_epi32(address, sram_shift);
+                let end = _mm256_sub_epi32(_mm256_add_epi32(address, n), one);
+                let last_sram = _mm256_srl_epi32(end, sram_shift);
+                let row_buffer = load(&state.row_buffer);
+                let buffered = _mm256_and_si256(_mm256_cmpeq_epi32(row_buffer, first_sram), one);
+                let reads = _mm256_sub_epi32(
+                    _mm256_add_epi32(_mm256_sub_epi32(last_sram, first_sram), one),
+                    buffered,
+                );
+                let matrix_reads =
+                    _mm256_add_epi32(load(&state.matrix_reads), _mm256_and_si256(reads, has_work));
+                store(&mut state.matrix_reads, matrix_reads);
+                store(
+                    &mut state.row_buffer,
+                    _mm256_blendv_epi8(row_buffer, last_sram, has_work),
+                );
+            }
+        }
+    }
+    let (mut free, mut forwarded) = ([0u32; 8], [0u32; 8]);
+    // SAFETY: both arrays hold 8 lanes.
+    unsafe {
+        _mm256_storeu_si256(free.as_mut_ptr().cast::<__m256i>(), max_free);
+        _mm256_storeu_si256(forwarded.as_mut_ptr().cast::<__m256i>(), bypassed);
+    }
+    let max_free = free.into_iter().max().unwrap_or(0);
+    (lanes, max_free, forwarded.into_iter().sum())
+}
+
+/// The SRAM row reads of every PE from `from` on for its column of a broadcast: the rows the
+/// column touches, minus the one still in the row buffer.
+#[inline(always)]
+fn sram_reads<R: SramRows>(
+    cells: &BroadcastCells<'_>,
+    state: &mut PeTimingState,
+    sram: R,
+    from: usize,
+) {
+    let pes = cells.count.len();
+    let (count, address) = (cells.count, &cells.address[..pes]);
+    let row_buffer = &mut state.row_buffer[..pes];
+    let matrix_reads = &mut state.matrix_reads[..pes];
+    for p in from..pes {
+        let n = count[p];
+        let first = sram.row(address[p]);
+        let last = sram.row((address[p] + n).wrapping_sub(1));
+        // (Meaningless, and discarded, for an empty column.)
+        let reads = last
+            .wrapping_sub(first)
+            .wrapping_add(1 - u32::from(row_buffer[p] == first));
+        matrix_reads[p] += select_unpredictable(n != 0, reads, 0);
+        row_buffer[p] = select_unpredictable(n != 0, last, row_buffer[p]);
+    }
 }

@@ -74,16 +74,15 @@ proptest! {
         cols in 1usize..200,
         weight_density in 0.0f64..1.0,
         act_density in 0.0f64..1.0,
-        pes_log in 0u32..=8,
+        pes in prop::sample::select(vec![1usize, 2, 3, 4, 8, 12, 16, 64, 67, 256]),
         fifo in 1usize..=16,
         pointer_read_cycles in 1u32..=3,
-        width in prop::sample::select(vec![8u32, 16, 64, 128]),
+        width in prop::sample::select(vec![8u32, 16, 24, 40, 64, 128]),
         col_tile in 1usize..=200,
         relu in any::<bool>(),
         formats in formats_strategy(),
         seed in any::<u64>(),
     ) {
-        let pes = 1usize << pes_log;
         let activation = if relu { Activation::Relu } else { Activation::None };
         let layer = random_layer(rows, cols, weight_density, formats, activation, seed);
         let acts = random_activations(cols, act_density, formats.af, seed);
@@ -227,4 +226,90 @@ fn saturating_accumulators_match_stepping() {
             != unsaturated(i).clamp(i64::from(i32::MIN), i64::from(i32::MAX))),
         "no row's saturation changed its sum"
     );
+}
+
+/// Padding entries may address rows past the PE's (a column may end in one): they issue and
+/// add nothing, and only a non-zero code there faults; both engines agree, for a PE count that
+/// is not a multiple of the vector width.
+#[test]
+fn padding_past_the_rows_is_not_a_fault() {
+    use sprig_eie::isa::pack_entry;
+    use sprig_eie_sim::engine::{Fault, PeSlice, RunCounters, Scratch, Tile, Timing, run_tile};
+    use sprig_eie_sim::stepping::run_tile_stepped;
+
+    let (pes, rows, cols) = (11usize, 33usize, 40usize);
+    let mut codebook = [0i16; 16];
+    for (c, w) in codebook.iter_mut().enumerate().skip(1) {
+        *w = (c as i16 - 8) * 300;
+    }
+    // Per PE (3 local rows): column j holds row j % 3 with code 1 + j % 15, then, in odd
+    // columns, a padding entry 16 rows further (past the PE's rows).
+    let encode = |last_code: u8| -> Vec<(Vec<u16>, Vec<u8>)> {
+        (0..pes)
+            .map(|p| {
+                let mut pointers = vec![0u16];
+                let mut entries = Vec::new();
+                for j in 0..cols {
+                    entries.push(pack_entry(1 + ((j + p) % 15) as u8, (j % 3) as u8));
+                    if j % 2 == 1 {
+                        let code = if j + 1 == cols && p == 7 {
+                            last_code
+                        } else {
+                            0
+                        };
+                        entries.push(pack_entry(code, 15));
+                    }
+                    pointers.push(entries.len() as u16);
+                }
+                (pointers, entries)
+            })
+            .collect()
+    };
+    let timing = Timing {
+        fifo_depth: 2,
+        pointer_read_cycles: 1,
+        entries_per_read: 8,
+    };
+    let acts: Vec<i16> = (0..cols).map(|j| (j as i16 % 7) * 100).collect();
+    let run = |encoded: &[(Vec<u16>, Vec<u8>)]| {
+        let tile = Tile {
+            pes: encoded
+                .iter()
+                .map(|(pointers, entries)| PeSlice {
+                    pointers,
+                    entries,
+                    available: entries.len(),
+                    matrix_base: 0,
+                })
+                .collect(),
+            cols,
+            rows,
+            codebook,
+            shift: 4,
+        };
+        let (mut fast_acc, mut stepped_acc) = (vec![0i32; rows], vec![0i32; rows]);
+        let (mut fast, mut stepped) = (RunCounters::new(pes), RunCounters::new(pes));
+        let fast_result = run_tile(
+            &timing,
+            &tile,
+            &acts,
+            &mut fast_acc,
+            &mut fast,
+            &mut Scratch::default(),
+        );
+        let stepped_result =
+            run_tile_stepped(&timing, &tile, &acts, &mut stepped_acc, &mut stepped, None);
+        assert_eq!(fast_result, stepped_result);
+        if fast_result.is_ok() {
+            assert_eq!(fast_acc, stepped_acc);
+            assert_eq!(fast, stepped);
+            assert!(fast.padding_macs > 0);
+        }
+        fast_result
+    };
+    assert_eq!(run(&encode(0)), Ok(()));
+    match run(&encode(3)) {
+        Err(Fault::RowRange { pe: 7, column, .. }) => assert_eq!(column, cols - 1),
+        other => panic!("expected PE 7's row fault, got {other:?}"),
+    }
 }

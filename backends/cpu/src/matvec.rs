@@ -170,7 +170,10 @@ impl PackedMatrix {
         // Work items: a slice's columns, or a range of a slice's row chunks. Rows are cut finer
         // than slices so that a thread that starts late leaves its share to the others.
         let items: Vec<(usize, Option<Range<usize>>)> = if traversal == Traversal::Rows {
-            let per_slice = (rt.threads() * ROW_ITEMS_PER_THREAD).div_ceil(slices.len());
+            let per_slice = match rt.threads() {
+                1 => 1,
+                threads => (threads * ROW_ITEMS_PER_THREAD).div_ceil(slices.len()),
+            };
             slices
                 .iter()
                 .enumerate()

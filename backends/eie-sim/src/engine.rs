@@ -285,6 +285,10 @@ struct Cells {
     /// entry by entry, by the PE's pass over its stream).
     before_last: Vec<u32>,
     last: Vec<u32>,
+    /// `count`, `address`, `first` and `second` PE by PE, at `p * BLOCK + k`, as the data pass
+    /// writes them (each PE's cells contiguous); transposed into the tables above for the
+    /// timing pass, which reads a broadcast's cells side by side.
+    staged: [Vec<u32>; 4],
 }
 
 impl Cells {
@@ -298,15 +302,91 @@ impl Cells {
             &mut self.second,
             &mut self.before_last,
             &mut self.last,
-        ] {
+        ]
+        .into_iter()
+        .chain(&mut self.staged)
+        {
             table.clear();
             table.resize(len, 0);
         }
     }
+
+    /// Copies the staged cells of the block's first `len` broadcasts into the broadcast-major
+    /// tables.
+    fn transpose(&mut self, pes: usize, len: usize) {
+        assert!(len <= BLOCK);
+        let targets = [
+            &mut self.count,
+            &mut self.address,
+            &mut self.first,
+            &mut self.second,
+        ];
+        for (target, staged) in targets.into_iter().zip(&self.staged) {
+            let (target, staged) = (&mut target[..BLOCK * pes], &staged[..BLOCK * pes]);
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2 (checked above).
+                done = unsafe { transpose_avx2(target, staged, pes, len) };
+            }
+            for p in done..pes {
+                for k in 0..len {
+                    target[k * pes + p] = staged[p * BLOCK + k];
+                }
+            }
+        }
+    }
+}
+
+/// [`Cells::transpose`] of one table for the PEs in groups of eight, 8 × 8 cells at a time
+/// (and up to 7 broadcasts past `len`, within the block); returns the PEs done.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn transpose_avx2(target: &mut [u32], staged: &[u32], pes: usize, len: usize) -> usize {
+    use std::arch::x86_64::*;
+    let lanes = pes / 8 * 8;
+    assert!(target.len() >= BLOCK * pes && staged.len() >= BLOCK * pes && len <= BLOCK);
+    for p in (0..lanes).step_by(8) {
+        for k in (0..len).step_by(8) {
+            // SAFETY: rows `(p + i) * BLOCK + k .. + 8` with `p + i < pes` and `k + 8 <= BLOCK`
+            // (BLOCK is a multiple of 8) lie within `staged`; outputs `(k + i) * pes + p .. + 8`
+            // with `k + i < BLOCK` and `p + 8 <= pes` within `target`.
+            unsafe {
+                let row = |i: usize| {
+                    _mm256_loadu_si256(staged.as_ptr().add((p + i) * BLOCK + k).cast::<__m256i>())
+                };
+                let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+                let (r4, r5, r6, r7) = (row(4), row(5), row(6), row(7));
+                let (t0, t1) = (_mm256_unpacklo_epi32(r0, r1), _mm256_unpackhi_epi32(r0, r1));
+                let (t2, t3) = (_mm256_unpacklo_epi32(r2, r3), _mm256_unpackhi_epi32(r2, r3));
+                let (t4, t5) = (_mm256_unpacklo_epi32(r4, r5), _mm256_unpackhi_epi32(r4, r5));
+                let (t6, t7) = (_mm256_unpacklo_epi32(r6, r7), _mm256_unpackhi_epi32(r6, r7));
+                let (u0, u1) = (_mm256_unpacklo_epi64(t0, t2), _mm256_unpackhi_epi64(t0, t2));
+                let (u2, u3) = (_mm256_unpacklo_epi64(t1, t3), _mm256_unpackhi_epi64(t1, t3));
+                let (u4, u5) = (_mm256_unpacklo_epi64(t4, t6), _mm256_unpackhi_epi64(t4, t6));
+                let (u6, u7) = (_mm256_unpacklo_epi64(t5, t7), _mm256_unpackhi_epi64(t5, t7));
+                let column = [
+                    _mm256_permute2x128_si256::<0x20>(u0, u4),
+                    _mm256_permute2x128_si256::<0x20>(u1, u5),
+                    _mm256_permute2x128_si256::<0x20>(u2, u6),
+                    _mm256_permute2x128_si256::<0x20>(u3, u7),
+                    _mm256_permute2x128_si256::<0x31>(u0, u4),
+                    _mm256_permute2x128_si256::<0x31>(u1, u5),
+                    _mm256_permute2x128_si256::<0x31>(u2, u6),
+                    _mm256_permute2x128_si256::<0x31>(u3, u7),
+                ];
+                for (i, v) in column.into_iter().enumerate() {
+                    let at = target.as_mut_ptr().add((k + i) * pes + p);
+                    _mm256_storeu_si256(at.cast::<__m256i>(), v);
+                }
+            }
+        }
+    }
+    lanes
 }
 
 /// Broadcasts evaluated per block by both passes (a tag of the gathered stream fits a byte).
-const BLOCK: usize = 32;
+const BLOCK: usize = 128;
 
 /// Per-PE timing state of a run, struct of arrays. Cycles fit in 32 bits: a run's window is at
 /// most broadcasts × (2 + pointer read cycles + entries per column) < 2^14 × (2 + 64 + 2^16)
@@ -339,6 +419,27 @@ struct PeTimingState {
 }
 
 impl PeTimingState {
+    /// Whether every per-PE vector holds `pes` PEs.
+    fn holds(&self, pes: usize) -> bool {
+        [
+            &self.ptr_free,
+            &self.m_free,
+            &self.cover_until,
+            &self.cover_len,
+            &self.busy,
+            &self.t_last,
+            &self.t_second,
+            &self.row_last,
+            &self.row_second,
+            &self.past_rows,
+            &self.row_buffer,
+            &self.matrix_reads,
+            &self.local_rows,
+        ]
+        .iter()
+        .all(|v| v.len() == pes)
+    }
+
     fn reset(&mut self, local_rows: &[u32]) {
         let pes = local_rows.len();
         for v in [
@@ -417,7 +518,8 @@ impl SramRows for DivideRows {
 ///    with the codebook times the activation precomputed per broadcast, and without
 ///    saturation checks when no sum can reach the 32-bit limits); per (broadcast, PE) it
 ///    leaves the entry count, the first entry's address and the rows of the first two and last
-///    two entries. None of these depend on timing.
+///    two entries (written PE by PE, then transposed to broadcast by broadcast). None of these
+///    depend on timing.
 /// 2. Timing, broadcast by broadcast over the block's per-(broadcast, PE) tables: the
 ///    recurrences above, the per-PE cycle categories, the bypasses (an entry is forwarded when
 ///    it addresses the row of one of the two entries issued before it, at most 2 cycles
@@ -442,13 +544,29 @@ pub fn run_tile(
         .extend((0..pes).map(|p| local_rows(tile.rows, pes, p) as u32));
     scratch.columns.clear();
     scratch.addends.clear();
+    // The largest |addend|.
+    let mut largest_addend = 0u32;
+    let bias = (1i32 << tile.shift) >> 1;
     for (j, &a) in acts.iter().enumerate() {
         if a != 0 {
             scratch.columns.push(j as u32);
-            let mut addends = [0i32; 16];
-            for (addend, &w) in addends.iter_mut().zip(&tile.codebook).skip(1) {
-                *addend = shift_round(i32::from(w) * i32::from(a), tile.shift);
-            }
+            // All sixteen codes side by side, then code 0's addend cleared. `shift_round` in
+            // 32 bits: |w a| <= 2^30 and the rounding bias is below 2^29, so nothing wraps.
+            let mut addends = tile
+                .codebook
+                .map(|w| (i32::from(w) * i32::from(a) + bias) >> tile.shift);
+            addends[0] = 0;
+            debug_assert!(
+                addends
+                    .iter()
+                    .zip(&tile.codebook)
+                    .skip(1)
+                    .all(|(&addend, &w)| {
+                        addend == shift_round(i32::from(w) * i32::from(a), tile.shift)
+                    })
+            );
+            let largest = addends.iter().fold(0, |m, v| m.max(v.unsigned_abs()));
+            largest_addend = largest_addend.max(largest);
             scratch.addends.push(addends);
         }
     }
@@ -466,13 +584,7 @@ pub fn run_tile(
     // broadcast fits (a column adds at most one entry to a row): then plain addition gives the
     // same sums as the saturating accumulator.
     let largest_acc = acc.iter().map(|v| i64::from(v.unsigned_abs())).max();
-    let largest_addend = scratch
-        .addends
-        .iter()
-        .flatten()
-        .map(|v| i64::from(v.unsigned_abs()))
-        .max();
-    let bound = largest_acc.unwrap_or(0) + broadcasts as i64 * largest_addend.unwrap_or(0);
+    let bound = largest_acc.unwrap_or(0) + broadcasts as i64 * i64::from(largest_addend);
     let saturating = bound > i64::from(i32::MAX);
     let entries_per_read = timing.entries_per_read;
     scratch.padding.clear();
@@ -497,6 +609,7 @@ pub fn run_tile(
             result = Err(fault);
             break;
         }
+        scratch.cells.transpose(pes, block.len());
         // A validated configuration reads at least one entry per row.
         match std::num::NonZeroU32::new(entries_per_read) {
             Some(entries) if !entries.is_power_of_two() => {
@@ -560,16 +673,17 @@ pub fn run_tile(
 /// pointers, without branches, instead of a check per broadcast column.
 fn pointers_in_reach(slice: &PeSlice<'_>) -> bool {
     let pointers = slice.pointers;
+    let successors = pointers.get(1..).unwrap_or_default();
     let decreases = pointers
         .iter()
-        .zip(pointers.iter().skip(1))
-        .fold(0u32, |n, (a, b)| n + u32::from(a > b));
+        .zip(successors)
+        .fold(false, |found, (a, b)| found | (a > b));
     let reach = pointers.last().map_or(0, |&end| usize::from(end));
-    decreases == 0 && reach <= slice.entries.len().min(slice.available)
+    !decreases && reach <= slice.entries.len().min(slice.available)
 }
 
-/// Pass 1 of [`run_tile`] over the broadcasts `block`: fills `scratch.cells` and
-/// `scratch.local_acc`, and counts padding; `SATURATE`: whether an accumulator could leave the
+/// Pass 1 of [`run_tile`] over the broadcasts `block`: fills the staged and PE-major tables of
+/// `scratch.cells` and `scratch.local_acc`, and counts padding; `SATURATE`: whether an accumulator could leave the
 /// 32-bit range (otherwise additions need no saturation). A pointer fault is reported as the
 /// machine's first fault.
 fn data_pass<const SATURATE: bool>(
@@ -579,6 +693,10 @@ fn data_pass<const SATURATE: bool>(
     block: Range<usize>,
 ) -> Result<(), Fault> {
     let pes = tile.pes.len();
+    #[cfg(target_arch = "x86_64")]
+    let vector = std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let vector = false;
     let Scratch {
         columns,
         addends,
@@ -601,9 +719,25 @@ fn data_pass<const SATURATE: bool>(
         let acc = &mut acc[..rows[p] as usize + 1];
         let pe = PeCells { cells, pe: p, pes };
         let walked = if checked[p] {
-            walk_pe::<SATURATE, true>(slice, acc, block_columns, block_addends, pe, gathered)
+            walk_pe::<SATURATE, true>(
+                slice,
+                acc,
+                block_columns,
+                block_addends,
+                pe,
+                gathered,
+                vector,
+            )
         } else {
-            walk_pe::<SATURATE, false>(slice, acc, block_columns, block_addends, pe, gathered)
+            walk_pe::<SATURATE, false>(
+                slice,
+                acc,
+                block_columns,
+                block_addends,
+                pe,
+                gathered,
+                vector,
+            )
         };
         match walked {
             Ok(zero_codes) => padding[p] += zero_codes,
@@ -614,7 +748,8 @@ fn data_pass<const SATURATE: bool>(
     Ok(())
 }
 
-/// One PE's cells of the block's tables: `k * pes + pe` for broadcast k of the block.
+/// One PE's cells of the block's tables: its `BLOCK` cells at `pe * BLOCK` of the staged
+/// tables and of `last`/`before_last`.
 struct PeCells<'c> {
     cells: &'c mut Cells,
     pe: usize,
@@ -636,26 +771,31 @@ struct Gathered {
     /// Per entry, the index within the block of the broadcast whose column holds it (as long
     /// as `entries`).
     tags: Vec<u8>,
+    /// Per entry i, its local row, at i + 2 (two slots before the first).
+    rows: Vec<u32>,
 }
 
-/// One PE's share of pass 1 over a block, in two loops over its data:
+/// One PE's share of pass 1 over a block, in three steps over its data, leaving its cells in
+/// the staged (PE-major) tables and `last`/`before_last`:
 /// 1. per broadcast: the column's pointers (unless `CHECKED`, checked: a pointer fault ends the
 ///    walk), its count and address, its entries copied into one stream, each tagged with the
-///    broadcast, and the rows of its first two entries;
+///    broadcast, and the rows of its first two entries ([`columns_avx2`] when the pointers are
+///    checked and the CPU has AVX2, eight columns side by side, else [`columns_scalar`]);
 /// 2. per entry of the stream, in issue order: the local row (relative indices restart where
-///    the tag changes: a column's entries are consecutive and other columns' tags differ), the
-///    multiply-accumulate (each row accumulates in broadcast order, so the sums are the
-///    machine's), and the rows of the column's last two entries.
+///    the tag changes: a column's entries are consecutive and other columns' tags differ) and
+///    the multiply-accumulate (each row accumulates in broadcast order, so the sums are the
+///    machine's) ([`accumulate`]);
+/// 3. per broadcast: the rows of the column's last two entries, read from step 2's rows at the
+///    column's end in the stream.
 ///
 /// Returns the padding entries. `acc` holds the PE's local rows and one more slot, which
 /// absorbs the additions of entries addressing no local row (padding adds 0 there; a non-zero
 /// code there is a fault, found by `run_tile`'s row check after the timing pass). No loop
 /// branches on the data except to grow the stream or to copy a column of more than
-/// `GATHER_COPY` entries. Every
-/// column of `columns` is below `slice.pointers.len() - 1`, `addends` is as long as `columns`,
-/// which is at most `BLOCK` long, and the tables hold `columns.len() * pes` cells. `CHECKED`:
-/// the PE's pointers are known to be non-decreasing and to reach no further than `entries` and
-/// `available`, so no column faults on them.
+/// `GATHER_COPY` entries. Every column of `columns` is below `slice.pointers.len() - 1`, the
+/// columns increase, `addends` is as long as `columns`, which is at most `BLOCK` long.
+/// `CHECKED`: the PE's pointers are known to be non-decreasing and to reach no further than
+/// `entries` and `available`, so no column faults on them. `vector`: the CPU supports AVX2.
 #[inline(never)]
 fn walk_pe<const SATURATE: bool, const CHECKED: bool>(
     slice: &PeSlice<'_>,
@@ -664,21 +804,116 @@ fn walk_pe<const SATURATE: bool, const CHECKED: bool>(
     addends: &[[i32; 16]],
     cells: PeCells<'_>,
     gathered: &mut Gathered,
+    vector: bool,
 ) -> Result<u64, Fault> {
     let PeCells { cells, pe, pes } = cells;
-    let (pointers, entries) = (slice.pointers, slice.entries);
-    let table = columns.len() * pes;
+    let pointers = slice.pointers;
     assert!(pe < pes && columns.len() <= BLOCK);
     assert!(columns.len() == addends.len() && !acc.is_empty());
-    let (count, address) = (&mut cells.count[..table], &mut cells.address[..table]);
-    let (first_rows, second_rows) = (&mut cells.first[..table], &mut cells.second[..table]);
     debug_assert!(columns.iter().all(|&j| (j as usize) < pointers.len() - 1));
+    let [count, address, first, second] = &mut cells.staged;
+    let mine = pe * BLOCK..(pe + 1) * BLOCK;
+    let staged = [
+        &mut count[mine.clone()],
+        &mut address[mine.clone()],
+        &mut first[mine.clone()],
+        &mut second[mine],
+    ];
+
+    // 1. Columns. `ends[k]`: where column k ends in the stream.
+    let mut ends = [0u32; BLOCK];
+    // (Read only where AVX2 can exist.)
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
+    let vector = CHECKED && vector;
+    let len = match () {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2 (`vector`), the pointers are checked, and the columns
+        // are the block's (increasing, each below `pointers.len() - 1`).
+        () if vector => unsafe { columns_avx2(slice, columns, staged, gathered, &mut ends) },
+        () => columns_scalar::<CHECKED>(slice, pe, columns, staged, gathered, &mut ends)?,
+    };
     let Gathered {
         entries: stream,
         tags,
+        rows,
     } = gathered;
 
-    // 1. Columns.
+    // 2. Entries.
+    if rows.len() < len + 2 {
+        rows.resize((len + 2).max(stream.len()), 0);
+    }
+    accumulate::<SATURATE>(&stream[..len], &tags[..len], acc, addends, rows);
+
+    // 3. Each column's last two rows.
+    let last = &mut cells.last[pe * BLOCK..(pe + 1) * BLOCK];
+    let before_last = &mut cells.before_last[pe * BLOCK..(pe + 1) * BLOCK];
+    match () {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU supports AVX2; every end is at most `len` (also past the columns).
+        () if vector => unsafe { last_rows_avx2(&ends, columns.len(), rows, last, before_last) },
+        () => {
+            for (k, &end) in ends[..columns.len()].iter().enumerate() {
+                last[k] = rows[end as usize + 1];
+                before_last[k] = rows[end as usize];
+            }
+        }
+    }
+    Ok(zero_codes(&stream[..len]))
+}
+
+/// Step 3 of [`walk_pe`] eight columns at a time: the rows of the entries before each end of
+/// `ends` (past `len`, at most the stream's length), from `rows` (entry i's row at i + 2).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn last_rows_avx2(
+    ends: &[u32; BLOCK],
+    len: usize,
+    rows: &[u32],
+    last: &mut [u32],
+    before_last: &mut [u32],
+) {
+    use std::arch::x86_64::*;
+    assert!(len <= BLOCK && last.len() >= BLOCK && before_last.len() >= BLOCK);
+    for k in (0..len).step_by(8) {
+        // SAFETY: `k + 8 <= BLOCK`; every end is at most the stream's length, and `rows` holds
+        // it and two more (the contract).
+        unsafe {
+            let end = _mm256_loadu_si256(ends.as_ptr().add(k).cast::<__m256i>());
+            let rows_at = rows.as_ptr().cast::<i32>();
+            let second_to_last = _mm256_i32gather_epi32::<4>(rows_at, end);
+            let final_row = _mm256_i32gather_epi32::<4>(rows_at.add(1), end);
+            _mm256_storeu_si256(last.as_mut_ptr().add(k).cast::<__m256i>(), final_row);
+            let at = before_last.as_mut_ptr().add(k).cast::<__m256i>();
+            _mm256_storeu_si256(at, second_to_last);
+        }
+    }
+}
+
+/// Loop 1 of [`walk_pe`], one column at a time: per broadcast k of the block, the column's
+/// pointers (unless `CHECKED`, checked: a pointer fault ends the walk), its entries appended to
+/// the gathered stream, each tagged with k, and into `staged` (the PE's `BLOCK` cells of
+/// count, address, first and second rows) at k its count, address and the rows of its first
+/// two entries. Returns the stream's length. Every column of `columns` is below
+/// `slice.pointers.len() - 1` and there are at most `BLOCK`.
+fn columns_scalar<const CHECKED: bool>(
+    slice: &PeSlice<'_>,
+    pe: usize,
+    columns: &[u32],
+    staged: [&mut [u32]; 4],
+    gathered: &mut Gathered,
+    ends: &mut [u32; BLOCK],
+) -> Result<usize, Fault> {
+    let (pointers, entries) = (slice.pointers, slice.entries);
+    let [count, address, first_rows, second_rows] = staged;
+    assert!(columns.len() <= BLOCK);
+    for table in [&count, &address, &first_rows, &second_rows] {
+        assert!(table.len() >= columns.len());
+    }
+    let Gathered {
+        entries: stream,
+        tags,
+        ..
+    } = gathered;
     let mut len = 0usize;
     for (k, &j) in columns.iter().enumerate() {
         let j = j as usize;
@@ -728,67 +963,184 @@ fn walk_pe<const SATURATE: bool, const CHECKED: bool>(
             stream[len..len + n].copy_from_slice(&entries[from..from + n]);
             tags[len..len + n].fill(tag);
         }
-        // SAFETY: `len + 1 < stream.len()`; the cell is below `table` (asserted above). The
-        // first two bytes belong to the column when it has two entries (else its rows are
+        // The first two bytes belong to the column when it has two entries (else its rows are
         // unspecified).
-        unsafe {
-            let first = u32::from(*stream.get_unchecked(len) >> 4);
-            let second = first + 1 + u32::from(*stream.get_unchecked(len + 1) >> 4);
-            let cell = k * pes + pe;
-            *count.get_unchecked_mut(cell) = n as u32;
-            *address.get_unchecked_mut(cell) = slice.matrix_base + from as u32;
-            *first_rows.get_unchecked_mut(cell) = first;
-            *second_rows.get_unchecked_mut(cell) = second;
-        }
+        let first = u32::from(stream[len] >> 4);
+        let second = first + 1 + u32::from(stream[len + 1] >> 4);
+        count[k] = n as u32;
+        address[k] = slice.matrix_base + from as u32;
+        first_rows[k] = first;
+        second_rows[k] = second;
         len += n;
+        ends[k] = len as u32;
     }
+    Ok(len)
+}
 
-    // 2. Entries.
-    accumulate::<SATURATE>(
-        &stream[..len],
-        &tags[..len],
-        acc,
-        addends,
-        PeCells { cells, pe, pes },
-    );
-    Ok(zero_codes(&stream[..len]))
+/// [`columns_scalar`] for checked pointers, with AVX2: the pointer pairs, counts and addresses
+/// of eight columns at once (one gather of 32 bits per column reads p[j] and p[j + 1]), then
+/// the copies column by column, then the rows of eight columns' first two entries at once
+/// (one gather from the stream). `CHECKED`'s contract holds: the pointers do not decrease and
+/// reach no further than `entries`; the columns increase (they are the block's broadcasts), so
+/// their ranges are disjoint and the stream needs at most the span from the first column's
+/// start to the last one's end.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn columns_avx2(
+    slice: &PeSlice<'_>,
+    columns: &[u32],
+    staged: [&mut [u32]; 4],
+    gathered: &mut Gathered,
+    ends: &mut [u32; BLOCK],
+) -> usize {
+    use std::arch::x86_64::*;
+    let (pointers, entries) = (slice.pointers, slice.entries);
+    let [count, address, first_rows, second_rows] = staged;
+    let Some(&last) = columns.last() else {
+        return 0;
+    };
+    assert!(columns.len() <= BLOCK && (last as usize) + 1 < pointers.len());
+    for table in [&count, &address, &first_rows, &second_rows] {
+        assert!(table.len() >= BLOCK);
+    }
+    let span = usize::from(pointers[last as usize + 1])
+        .saturating_sub(usize::from(pointers[columns[0] as usize]));
+    let Gathered {
+        entries: stream,
+        tags,
+        ..
+    } = gathered;
+    if stream.len() < span + GATHER_COPY {
+        let grown = (span + GATHER_COPY).max(2 * stream.len());
+        stream.resize(grown, 0);
+        tags.resize(grown, 0);
+    }
+    let mut starts = [0u32; BLOCK];
+    // Where each column starts in the stream.
+    let mut offsets = [0u32; BLOCK];
+    let groups = columns.len().div_ceil(8) * 8;
+    let base = _mm256_set1_epi32(slice.matrix_base as i32);
+    let low_half = _mm256_set1_epi32(0xffff);
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    let columns_len = _mm256_set1_epi32(columns.len() as i32);
+    // The stream's length before the group's columns, in every lane.
+    let mut before = _mm256_setzero_si256();
+    for k in (0..groups).step_by(8) {
+        let present = _mm256_cmpgt_epi32(
+            columns_len,
+            _mm256_add_epi32(lane, _mm256_set1_epi32(k as i32)),
+        );
+        // SAFETY: the masked load reads the lanes below `columns.len()` (the others are 0, a
+        // column too); `k + 8 <= BLOCK` and every table holds `BLOCK` cells; a lane gathers
+        // the 32 bits at `pointers + 2 j`, i.e. p[j] and p[j + 1], with `j + 1 <
+        // pointers.len()`.
+        unsafe {
+            let j = _mm256_maskload_epi32(columns.as_ptr().add(k).cast::<i32>(), present);
+            let pair = _mm256_i32gather_epi32::<2>(pointers.as_ptr().cast::<i32>(), j);
+            let start = _mm256_and_si256(pair, low_half);
+            let end = _mm256_srli_epi32::<16>(pair);
+            let n = _mm256_and_si256(_mm256_sub_epi32(end, start), present);
+            _mm256_storeu_si256(count.as_mut_ptr().add(k).cast::<__m256i>(), n);
+            let at = _mm256_add_epi32(base, start);
+            _mm256_storeu_si256(address.as_mut_ptr().add(k).cast::<__m256i>(), at);
+            _mm256_storeu_si256(starts.as_mut_ptr().add(k).cast::<__m256i>(), start);
+            // Inclusive prefix sums of the counts, within each half, then across halves.
+            let mut sum = _mm256_add_epi32(n, _mm256_slli_si256::<4>(n));
+            sum = _mm256_add_epi32(sum, _mm256_slli_si256::<8>(sum));
+            let low_total = _mm256_shuffle_epi32::<0xff>(sum);
+            sum = _mm256_add_epi32(sum, _mm256_permute2x128_si256::<0x08>(low_total, low_total));
+            let offset = _mm256_add_epi32(before, _mm256_sub_epi32(sum, n));
+            _mm256_storeu_si256(offsets.as_mut_ptr().add(k).cast::<__m256i>(), offset);
+            let end = _mm256_add_epi32(before, sum);
+            _mm256_storeu_si256(ends.as_mut_ptr().add(k).cast::<__m256i>(), end);
+            before = _mm256_add_epi32(
+                before,
+                _mm256_permutevar8x32_epi32(sum, _mm256_set1_epi32(7)),
+            );
+        }
+    }
+    let total = _mm256_cvtsi256_si32(before) as usize;
+    // The columns' ranges are disjoint within the span.
+    assert!(total <= span && total + GATHER_COPY <= stream.len() && tags.len() == stream.len());
+    let (stream_at, tags_at) = (stream.as_mut_ptr(), tags.as_mut_ptr());
+    let mut tag = _mm_setzero_si128();
+    let one = _mm_set1_epi8(1);
+    for k in 0..columns.len() {
+        let (from, n, at) = (starts[k] as usize, count[k] as usize, offsets[k] as usize);
+        // SAFETY: the source is within `entries` (`from + n <= entries.len()` for checked
+        // pointers, and the fixed-size copy checks its reach), the destinations within the
+        // stream (`at + n <= total`, and `GATHER_COPY` bytes more, asserted).
+        unsafe {
+            if n <= GATHER_COPY && from + GATHER_COPY <= entries.len() {
+                let source = entries.as_ptr().add(from).cast::<[u8; GATHER_COPY]>();
+                let stream_to = stream_at.add(at).cast::<[u8; GATHER_COPY]>();
+                stream_to.write_unaligned(source.read_unaligned());
+                _mm_storeu_si128(tags_at.add(at).cast::<__m128i>(), tag);
+            } else {
+                let stream = std::slice::from_raw_parts_mut(stream_at.add(at), n);
+                let tags = std::slice::from_raw_parts_mut(tags_at.add(at), n);
+                copy_column(&entries[from..from + n], stream, tags, k as u8);
+            }
+        }
+        tag = _mm_add_epi8(tag, one);
+    }
+    let len = total;
+    let nibble = _mm256_set1_epi32(15);
+    for k in (0..groups).step_by(8) {
+        // SAFETY: a lane reads 32 bits at an offset of at most `len`, and the stream holds
+        // `GATHER_COPY` bytes past `len`; `k + 8 <= BLOCK`.
+        unsafe {
+            let offset = _mm256_loadu_si256(offsets.as_ptr().add(k).cast::<__m256i>());
+            let bytes = _mm256_i32gather_epi32::<1>(stream_at.cast_const().cast::<i32>(), offset);
+            let first = _mm256_and_si256(_mm256_srli_epi32::<4>(bytes), nibble);
+            let zeros = _mm256_and_si256(_mm256_srli_epi32::<12>(bytes), nibble);
+            let second = _mm256_add_epi32(_mm256_add_epi32(first, zeros), _mm256_set1_epi32(1));
+            _mm256_storeu_si256(first_rows.as_mut_ptr().add(k).cast::<__m256i>(), first);
+            _mm256_storeu_si256(second_rows.as_mut_ptr().add(k).cast::<__m256i>(), second);
+        }
+    }
+    len
+}
+
+/// Copies a column that the fixed-size copy does not take (long, or near the end of the
+/// memory) into the stream, and tags its entries.
+#[cold]
+#[inline(never)]
+fn copy_column(entries: &[u8], stream: &mut [u8], tags: &mut [u8], tag: u8) {
+    stream.copy_from_slice(entries);
+    tags.fill(tag);
 }
 
 /// Loop 2 of [`walk_pe`]: the rows and multiply-accumulates of a PE's stream of entries
 /// (`tags` as long as `stream`, every tag below `addends.len()`, `acc` non-empty with its last
-/// slot taking the additions of entries past the PE's rows), and each column's last two rows.
-/// Kept out of line: its loop then has registers to itself.
+/// slot taking the additions of entries past the PE's rows); entry i's row goes to
+/// `rows[i + 2]`. Kept out of line: its loop then has registers to itself.
 #[inline(never)]
 fn accumulate<const SATURATE: bool>(
     stream: &[u8],
     tags: &[u8],
     acc: &mut [i32],
     addends: &[[i32; 16]],
-    cells: PeCells<'_>,
+    rows: &mut [u32],
 ) {
-    let PeCells { cells, pe, pes } = cells;
-    assert!(tags.len() == stream.len() && !acc.is_empty() && pe < pes);
+    assert!(tags.len() == stream.len() && rows.len() >= stream.len() + 2 && !acc.is_empty());
     // `walk_pe` tags entries with broadcast indices below `columns.len() == addends.len()`.
     debug_assert!(tags.iter().all(|&tag| usize::from(tag) < addends.len()));
     assert!(addends.len() <= BLOCK);
-    let last = &mut cells.last[pe * BLOCK..(pe + 1) * BLOCK];
-    let before_last = &mut cells.before_last[pe * BLOCK..(pe + 1) * BLOCK];
     let past_rows = acc.len() as u32 - 1;
     let mut next_row = 0u32;
     // Tags are below 256, so the first entry starts a column.
     let mut previous_tag = u32::MAX;
-    for (&e, &tag) in stream.iter().zip(tags) {
+    for ((&e, &tag), row) in stream.iter().zip(tags).zip(&mut rows[2..]) {
         let tag = u32::from(tag);
-        let previous_row = next_row.wrapping_sub(1);
         let x = select_unpredictable(previous_tag == tag, next_row, 0) + u32::from(e >> 4);
         previous_tag = tag;
         next_row = x + 1;
+        *row = x;
         let slot = x.min(past_rows) as usize;
         // SAFETY: `slot <= past_rows < acc.len()`, `tag < addends.len() <= BLOCK` (the
-        // contract, and asserted). The column's last write holds its last two rows.
+        // contract, and asserted).
         unsafe {
-            *last.get_unchecked_mut(tag as usize) = x;
-            *before_last.get_unchecked_mut(tag as usize) = previous_row;
             let addend = *addends
                 .get_unchecked(tag as usize)
                 .get_unchecked(usize::from(e & 15));
@@ -858,6 +1210,8 @@ fn timing_pass<R: SramRows>(cursor: &mut TimingCursor, len: usize, scratch: &mut
     #[cfg(target_arch = "x86_64")]
     let vector = std::arch::is_x86_feature_detected!("avx2");
     let (depth, l, pes) = (cursor.depth, cursor.pointer_read_cycles, cursor.pes);
+    assert!(len <= BLOCK && state.holds(pes));
+    assert!(cells.last.len() >= pes * BLOCK && cells.before_last.len() >= pes * BLOCK);
     for k in 0..len {
         let earliest = cursor.next_b;
         let b = if cursor.k >= depth {
@@ -882,7 +1236,9 @@ fn timing_pass<R: SramRows>(cursor: &mut TimingCursor, len: usize, scratch: &mut
         #[cfg(target_arch = "x86_64")]
         if vector {
             let shift = sram.shift();
-            // SAFETY: the CPU supports AVX2 (checked above).
+            // SAFETY: the CPU supports AVX2 (checked above); the broadcast's cells are `pes`
+            // long, `k < len <= BLOCK`, and the PE-major tables and the state fit (asserted
+            // before the loop).
             (done, max_free, bypassed) =
                 unsafe { broadcast_step_avx2(b, l, &broadcast, state, shift) };
             if shift.is_some() {
@@ -904,6 +1260,20 @@ fn timing_pass<R: SramRows>(cursor: &mut TimingCursor, len: usize, scratch: &mut
             cursor.ring + 1
         };
         cursor.k += 1;
+    }
+}
+
+impl BroadcastCells<'_> {
+    /// Whether the tables and the state hold every PE of the broadcast.
+    fn fit(&self, state: &PeTimingState) -> bool {
+        let pes = self.count.len();
+        [self.address, self.first, self.second]
+            .iter()
+            .all(|table| table.len() == pes)
+            && self.column < BLOCK
+            && self.last.len() >= pes * BLOCK
+            && self.before_last.len() >= pes * BLOCK
+            && state.holds(pes)
     }
 }
 
@@ -988,9 +1358,13 @@ fn pe_step(
 /// [`pe_step`] for the PEs in groups of eight, with AVX2, and their [`sram_reads`] when the
 /// SRAM row is a `shift`; returns the PEs done (a multiple of eight), the largest free cycle
 /// and the bypasses over them.
+///
+/// # Safety
+/// The CPU supports AVX2, and `cells` and `state` [`fit`](BroadcastCells::fit) (checked once
+/// per block by the timing pass).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn broadcast_step_avx2(
+unsafe fn broadcast_step_avx2(
     b: u32,
     l: u32,
     cells: &BroadcastCells<'_>,
@@ -1000,11 +1374,7 @@ fn broadcast_step_avx2(
     use std::arch::x86_64::*;
     let pes = cells.count.len();
     let lanes = pes / 8 * 8;
-    for v in [cells.address, cells.first, cells.second, &state.local_rows] {
-        assert!(v.len() >= lanes);
-    }
-    assert!(cells.column < BLOCK);
-    assert!(cells.last.len() >= lanes * BLOCK && cells.before_last.len() >= lanes * BLOCK);
+    debug_assert!(cells.fit(state));
     // Lane q of a group reads PE-major tables at `q * BLOCK` past the group's first PE.
     let stride = BLOCK as i32;
     let pe_major = _mm256_setr_epi32(
@@ -1017,22 +1387,6 @@ fn broadcast_step_avx2(
         6 * stride,
         7 * stride,
     );
-    for v in [
-        &state.ptr_free,
-        &state.m_free,
-        &state.cover_until,
-        &state.cover_len,
-        &state.busy,
-        &state.t_last,
-        &state.t_second,
-        &state.row_last,
-        &state.row_second,
-        &state.past_rows,
-        &state.row_buffer,
-        &state.matrix_reads,
-    ] {
-        assert!(v.len() >= lanes);
-    }
     let sram_shift = _mm_cvtsi32_si128(shift.unwrap_or(0) as i32);
     let b1 = _mm256_set1_epi32(b.wrapping_add(1) as i32);
     let l = _mm256_set1_epi32(l as i32);
@@ -1043,7 +1397,7 @@ fn broadcast_step_avx2(
     let mut max_free = zero;
     let mut bypassed = zero;
     for i in (0..lanes).step_by(8) {
-        // SAFETY: every slice holds at least `lanes` elements (asserted), `i + 8 <= lanes`.
+        // SAFETY: every slice holds at least `lanes` elements (the contract), `i + 8 <= lanes`.
         unsafe {
             let load = |s: &[u32]| _mm256_loadu_si256(s.as_ptr().add(i).cast::<__m256i>());
             let store = |s: &mut [u32], v: __m256i| {
@@ -1089,7 +1443,7 @@ fn broadcast_step_avx2(
                 _mm256_blendv_epi8(t_last, _mm256_sub_epi32(work_end, one), has_work),
             );
             // SAFETY (gathers): the lanes read `(i + q) * BLOCK + column` for q < 8, below
-            // `lanes * BLOCK` (asserted).
+            // `lanes * BLOCK` (the contract).
             let gather = |s: &[u32]| {
                 let group = s.as_ptr().add(i * BLOCK + cells.column).cast::<i32>();
                 _mm256_i32gather_epi32::<4>(group, pe_major)
@@ -1144,14 +1498,18 @@ fn broadcast_step_avx2(
             }
         }
     }
-    let (mut free, mut forwarded) = ([0u32; 8], [0u32; 8]);
-    // SAFETY: both arrays hold 8 lanes.
-    unsafe {
-        _mm256_storeu_si256(free.as_mut_ptr().cast::<__m256i>(), max_free);
-        _mm256_storeu_si256(forwarded.as_mut_ptr().cast::<__m256i>(), bypassed);
-    }
-    let max_free = free.into_iter().max().unwrap_or(0);
-    (lanes, max_free, forwarded.into_iter().sum())
+    // Across lanes: halves, then pairs, then neighbours.
+    let max_free = _mm256_max_epu32(max_free, _mm256_permute2x128_si256::<1>(max_free, max_free));
+    let max_free = _mm256_max_epu32(max_free, _mm256_shuffle_epi32::<0x4e>(max_free));
+    let max_free = _mm256_max_epu32(max_free, _mm256_shuffle_epi32::<0xb1>(max_free));
+    let bypassed = _mm256_add_epi32(bypassed, _mm256_permute2x128_si256::<1>(bypassed, bypassed));
+    let bypassed = _mm256_add_epi32(bypassed, _mm256_shuffle_epi32::<0x4e>(bypassed));
+    let bypassed = _mm256_add_epi32(bypassed, _mm256_shuffle_epi32::<0xb1>(bypassed));
+    (
+        lanes,
+        _mm256_cvtsi256_si32(max_free) as u32,
+        _mm256_cvtsi256_si32(bypassed) as u32,
+    )
 }
 
 /// The SRAM row reads of every PE from `from` on for its column of a broadcast: the rows the

@@ -17,6 +17,8 @@
 
 mod kernels;
 
+pub use kernels::matmul_rows;
+
 #[cfg(test)]
 mod tests;
 

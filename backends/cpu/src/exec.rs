@@ -304,7 +304,13 @@ impl<'g> Executor<'g> {
                 let out = out_dims[out_dims.len() - 1];
                 let bias = m.bias.map(|_| values(1)).transpose()?;
                 let rows = ty.shape.len() / out;
-                tensor(matmul(&x().data, values(0)?, rows, out, bias))
+                tensor(sprig_ir::interp::matmul_rows(
+                    &x().data,
+                    values(0)?,
+                    rows,
+                    out,
+                    bias,
+                ))
             }
             Op::Conv2d(_) => {
                 let Prepared::Conv(conv) = prepared else {
@@ -413,27 +419,6 @@ impl<'g> Executor<'g> {
             }
         })
     }
-}
-
-/// `y[r, n] = sum_k x[r, k] w[k, n] + b[n]` over `rows` rows, for `w` row-major `[in, out]`
-/// (`out > 0`); each output sums in increasing `k` from zero, bias last (the interpreter's
-/// order).
-fn matmul(x: &[f32], w: &[f32], rows: usize, out: usize, bias: Option<&[f32]>) -> Vec<f32> {
-    let inp = w.len() / out;
-    let mut y = vec![0.0f32; rows * out];
-    for (r, yr) in y.chunks_exact_mut(out).enumerate() {
-        for (k, &xv) in x[r * inp..(r + 1) * inp].iter().enumerate() {
-            for (yv, &wv) in yr.iter_mut().zip(&w[k * out..(k + 1) * out]) {
-                *yv += wv * xv;
-            }
-        }
-        if let Some(b) = bias {
-            for (yv, &bv) in yr.iter_mut().zip(b) {
-                *yv += bv;
-            }
-        }
-    }
-    y
 }
 
 /// An axis attribute resolved against `rank` (negative counts from the end).

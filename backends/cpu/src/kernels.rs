@@ -262,7 +262,7 @@ fn scalar(kind: KernelKind, table: &[f32], slice: &Slice, active: &Active, acc: 
 /// `dense-code4`: band by band, every active column's codes looked up for the band's rows.
 fn scalar_dense_codes(table: &[f32], slice: &Slice, active: &Active, acc: &mut [f32]) {
     let codes = slice.codes();
-    let cols = codes.len() / (slice.bands() * BAND_WORDS).max(1);
+    let cols = slice.code_columns();
     for (b, rows) in acc.chunks_mut(BAND_ROWS).enumerate() {
         for (&j, &a) in active.index.iter().zip(&active.value) {
             let at = (b * cols + j as usize) * BAND_WORDS;

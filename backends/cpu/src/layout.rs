@@ -242,6 +242,11 @@ impl Slice {
         self.rows.len().div_ceil(BAND_ROWS)
     }
 
+    /// Columns of `dense-code4` codes (each band holds [`BAND_WORDS`] words per column).
+    pub(crate) fn code_columns(&self) -> usize {
+        self.codes.len() / (self.bands() * BAND_WORDS).max(1)
+    }
+
     pub fn row_chunks(&self) -> Option<&RowChunks> {
         self.row_chunks.as_ref()
     }

@@ -83,6 +83,15 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Output `r` from its sum `v`: plus its bias (when there is one), then the activation.
+    #[inline]
+    pub fn output(self, v: f32, bias: Option<&[f32]>, r: usize) -> f32 {
+        self.apply(match bias {
+            Some(b) => v + b[r],
+            None => v,
+        })
+    }
+
     #[inline]
     pub fn apply(self, v: f32) -> f32 {
         match self {
@@ -131,7 +140,7 @@ impl PackedMatrix {
         act: Activation,
         y: &mut [f32],
     ) {
-        let whole = (active.dense.len() == self.cols()).then_some(active.dense.as_slice());
+        let whole = self.whole_input(active);
         let traversal = self.resolve(rt.traversal, active, whole.is_some());
         self.product(rt, active, whole, traversal, bias, act, y);
     }
@@ -156,8 +165,7 @@ impl PackedMatrix {
         let slices = self.slices();
         let finish = |s: usize, acc: &mut [f32]| {
             for (v, &r) in acc.iter_mut().zip(slices[s].rows()) {
-                let b = bias.map_or(0.0, |b| b[r as usize]);
-                *v = act.apply(if bias.is_some() { *v + b } else { *v });
+                *v = act.output(*v, bias, r as usize);
             }
         };
         if slices.len() == 1 && slices[0].rows().len() == y.len() {
@@ -199,10 +207,7 @@ impl PackedMatrix {
         });
         let mut write = |s: usize, local: usize, v: f32| {
             let r = slices[s].rows()[local] as usize;
-            y[r] = act.apply(match bias {
-                Some(b) => v + b[r],
-                None => v,
-            });
+            y[r] = act.output(v, bias, r);
         };
         for ((s, chunks), acc) in items.iter().zip(&parts) {
             match chunks {
@@ -224,6 +229,11 @@ impl PackedMatrix {
                 }
             }
         }
+    }
+
+    /// The whole input vector `active` carries, when it carries one.
+    fn whole_input<'a>(&self, active: &'a Active) -> Option<&'a [f32]> {
+        (active.dense.len() == self.cols()).then_some(active.dense.as_slice())
     }
 
     /// The traversal a product takes: `wanted` as [`PackedMatrix::traversal_for`] resolves
@@ -267,18 +277,14 @@ impl PackedMatrix {
         acc: &mut Vec<f32>,
     ) {
         assert_eq!(out.len(), self.rows(), "one output per row");
-        let whole = (active.dense.len() == self.cols()).then_some(active.dense.as_slice());
+        let whole = self.whole_input(active);
         let traversal = self.resolve(Traversal::Auto, active, whole.is_some());
         for (s, slice) in self.slices().iter().enumerate() {
             acc.clear();
             acc.resize(slice.rows().len(), 0.0);
             self.accumulate(isa, traversal, s, active, whole, acc);
             for (&v, &r) in acc.iter().zip(slice.rows()) {
-                let v = match bias {
-                    Some(b) => v + b[r as usize],
-                    None => v,
-                };
-                out[r as usize] = act.apply(v);
+                out[r as usize] = act.output(v, bias, r as usize);
             }
         }
     }

@@ -718,27 +718,20 @@ fn data_pass<const SATURATE: bool>(
         assert_eq!(slice.pointers.len(), tile.cols + 1);
         let acc = &mut acc[..rows[p] as usize + 1];
         let pe = PeCells { cells, pe: p, pes };
-        let walked = if checked[p] {
-            walk_pe::<SATURATE, true>(
-                slice,
-                acc,
-                block_columns,
-                block_addends,
-                pe,
-                gathered,
-                vector,
-            )
+        let walk = if checked[p] {
+            walk_pe::<SATURATE, true>
         } else {
-            walk_pe::<SATURATE, false>(
-                slice,
-                acc,
-                block_columns,
-                block_addends,
-                pe,
-                gathered,
-                vector,
-            )
+            walk_pe::<SATURATE, false>
         };
+        let walked = walk(
+            slice,
+            acc,
+            block_columns,
+            block_addends,
+            pe,
+            gathered,
+            vector,
+        );
         match walked {
             Ok(zero_codes) => padding[p] += zero_codes,
             // Some earlier column may fault on its rows.

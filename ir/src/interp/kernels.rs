@@ -84,17 +84,24 @@ pub(super) fn dense(x: &Tensor, w: &[f32], out: usize, b: Option<&[f32]>) -> Ten
     tensor(out_dims, y)
 }
 
-/// `y[.., n] = sum_k x[.., k] w[k, n] + b[n]`, with `w` row-major `[in, out]`. The loop runs
-/// over contiguous rows of `w`, and each output still sums its terms in increasing `k` from
-/// zero with the bias last, so the result equals [`dense`] over `w` transposed bit for bit.
+/// `y[.., n] = sum_k x[.., k] w[k, n] + b[n]`, with `w` row-major `[in, out]`.
 pub(super) fn matmul(x: &Tensor, w: &[f32], out: usize, b: Option<&[f32]>) -> Tensor {
     let dims = x.dims();
-    let inp = dims[dims.len() - 1];
     let rows = size(&dims[..dims.len() - 1]);
+    let y = matmul_rows(&x.data, w, rows, out, b);
+    let mut out_dims = dims.to_vec();
+    *out_dims.last_mut().expect("matmul input has rank >= 1") = out;
+    tensor(out_dims, y)
+}
+
+/// `rows` row-major inputs times `w` (row-major `[in, out]`) plus `b`. The loop runs over
+/// contiguous rows of `w`, and each output still sums its terms in increasing `k` from zero with
+/// the bias last, so the result equals `dense` over `w` transposed bit for bit.
+pub fn matmul_rows(x: &[f32], w: &[f32], rows: usize, out: usize, b: Option<&[f32]>) -> Vec<f32> {
+    let inp = w.len() / out.max(1);
     let mut y = vec![0.0f32; rows * out];
-    for r in 0..rows {
-        let yr = &mut y[r * out..(r + 1) * out];
-        for (k, &xv) in x.data[r * inp..(r + 1) * inp].iter().enumerate() {
+    for (r, yr) in y.chunks_exact_mut(out.max(1)).enumerate().take(rows) {
+        for (k, &xv) in x[r * inp..(r + 1) * inp].iter().enumerate() {
             for (yv, &wv) in yr.iter_mut().zip(&w[k * out..(k + 1) * out]) {
                 *yv += wv * xv;
             }
@@ -105,9 +112,7 @@ pub(super) fn matmul(x: &Tensor, w: &[f32], out: usize, b: Option<&[f32]>) -> Te
             }
         }
     }
-    let mut out_dims = dims.to_vec();
-    *out_dims.last_mut().expect("matmul input has rank >= 1") = out;
-    tensor(out_dims, y)
+    y
 }
 
 /// The output positions `lo..hi` (within `0..n_out`) whose input position

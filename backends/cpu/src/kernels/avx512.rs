@@ -242,7 +242,7 @@ unsafe fn dense(slice: &Slice, active: &Active, acc: &mut [f32]) {
 unsafe fn dense_codes(table: &[f32], slice: &Slice, active: &Active, acc: &mut [f32]) {
     let codes = slice.codes();
     let bands = slice.bands();
-    let cols = codes.len() / (bands * BAND_WORDS).max(1);
+    let cols = slice.code_columns();
     let local = acc.len();
     // SAFETY: `dense-code4` tables hold 16 entries (layout invariant).
     let t = unsafe { _mm512_loadu_ps(table.as_ptr()) };

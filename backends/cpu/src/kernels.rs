@@ -149,6 +149,14 @@ pub fn accumulate(isa: Isa, m: &PackedMatrix, s: usize, active: &Active, acc: &m
         active.index.last().is_none_or(|&j| (j as usize) < m.cols()),
         "active column out of range"
     );
+    // Where gathers and scatters are slow, the SIMD variants walk coded columns one entry at a
+    // time too: the same operations in the same order, so the same bits.
+    if isa != Isa::Scalar
+        && !Isa::gathers_are_fast()
+        && let Some(kernel) = scalar_columns_for(m.kind())
+    {
+        return kernel(m.table(), slice, active, acc);
+    }
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if Isa::Avx512.is_supported() => {
@@ -189,6 +197,12 @@ pub fn accumulate_rows(
     assert_eq!(acc.len(), slice.rows().len(), "one accumulator per row");
     assert_eq!(x.len(), m.cols(), "one input per column");
     match isa {
+        // Where gathers are slow, 8-lane gathers cost less per element than 16-lane ones.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if !Isa::gathers_are_fast() && Isa::Avx2.is_supported() => {
+            // SAFETY: as for AVX2 below, whose support is checked just above.
+            unsafe { avx2::rows(m.kind(), m.table(), rc, chunks, x, acc) }
+        }
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 if Isa::Avx512.is_supported() => {
             // SAFETY: AVX-512 F/BW/VL support checked just above; the row-chunk invariants
@@ -276,16 +290,73 @@ fn scalar_dense_codes(table: &[f32], slice: &Slice, active: &Active, acc: &mut [
     }
 }
 
+/// How many active columns ahead [`scalar_coded`] prefetches a column's first entries, whose
+/// address the hardware prefetcher cannot guess (the rest of the column follows in sequence).
+const PREFETCH_AHEAD: usize = 4;
+
+/// Coded columns one entry at a time: `acc[row] += p[code]`, where `p[k] = table[k] · a_j` is
+/// computed once per column (the product `w · a_j` rounded once, as the contract requires).
+/// Each entry costs two loads and a store and no gather or scatter, which makes this the
+/// fastest column kernel on machines whose gathers and scatters are slow
+/// ([`Isa::gathers_are_fast`]); for 8-bit codes the 256 products would cost more than most
+/// columns, so the product is formed per entry instead.
 fn scalar_coded<const BITS: u32>(table: &[f32], slice: &Slice, active: &Active, acc: &mut [f32]) {
     let (ptr, entries) = (slice.ptr(), slice.entries());
     let mask = (1u16 << BITS) - 1;
     let table = &table[..1 << BITS];
-    for (&j, &a) in active.index.iter().zip(&active.value) {
-        let column = &entries[ptr[j as usize] as usize..ptr[j as usize + 1] as usize];
-        for &e in column {
-            let w = table[(e & mask) as usize];
-            acc[(e >> BITS) as usize] += w * a;
+    let mut products = [0.0f32; 32];
+    for (i, (&j, &a)) in active.index.iter().zip(&active.value).enumerate() {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(&ahead) = active.index.get(i + PREFETCH_AHEAD) {
+            let from = ptr[ahead as usize] as usize;
+            if from < entries.len() {
+                // SAFETY: `from` lies inside the entries; prefetching reads nothing.
+                unsafe {
+                    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+                    _mm_prefetch::<_MM_HINT_T0>(entries.as_ptr().add(from) as *const i8);
+                }
+            }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = i;
+        let column = &entries[ptr[j as usize] as usize..ptr[j as usize + 1] as usize];
+        if BITS <= 5 {
+            let products = &mut products[..1 << BITS];
+            for (p, &w) in products.iter_mut().zip(table) {
+                *p = w * a;
+            }
+            for &e in column {
+                // SAFETY: every entry's row lies below the slice's row count, which is
+                // `acc.len()` (layout invariant, checked by the caller); the code is masked to
+                // fewer than `2^BITS` = `products.len()`.
+                unsafe {
+                    *acc.get_unchecked_mut((e >> BITS) as usize) +=
+                        *products.get_unchecked((e & mask) as usize);
+                }
+            }
+        } else {
+            for &e in column {
+                // SAFETY: as above, with `table.len()` = `2^BITS`.
+                unsafe {
+                    *acc.get_unchecked_mut((e >> BITS) as usize) +=
+                        *table.get_unchecked((e & mask) as usize) * a;
+                }
+            }
+        }
+    }
+}
+
+/// A column kernel: `acc += slice · active` with the kind's table.
+pub(crate) type ColumnKernel = fn(&[f32], &Slice, &Active, &mut [f32]);
+
+/// The column kernel of a coded sparse kind for machines whose gathers and scatters are slow
+/// (see [`scalar_coded`]); `None` for other kinds.
+pub(crate) fn scalar_columns_for(kind: KernelKind) -> Option<ColumnKernel> {
+    match kind {
+        KernelKind::Code4 => Some(scalar_coded::<4>),
+        KernelKind::Code5 => Some(scalar_coded::<5>),
+        KernelKind::Code8 => Some(scalar_coded::<8>),
+        _ => None,
     }
 }
 

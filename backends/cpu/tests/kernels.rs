@@ -9,6 +9,16 @@ use sprig_ir::op::{Dense, Op};
 use sprig_ir::{Graph, Tensor, TensorType, Weight};
 use std::sync::Arc;
 
+/// Every supported variant, each with the column kernels of machines with fast and with slow
+/// gathers ([`Isa::gathers_are_fast`]): all of them run on any machine. Forcing the choice is
+/// process-wide, and harmless to tests running beside: every choice gives the same bits.
+fn variants() -> Vec<(Isa, bool)> {
+    Isa::supported()
+        .into_iter()
+        .flat_map(|isa| [(isa, true), (isa, false)])
+        .collect()
+}
+
 /// How the generated weight is encoded.
 #[derive(Clone, Copy, Debug)]
 enum Coding {
@@ -164,14 +174,15 @@ proptest! {
         let input = [Tensor::new([cols], x)];
         let want = sprig_ir::interpret(&g, &info, &input).expect("runs");
         let mut first: Option<Vec<f32>> = None;
-        for isa in Isa::supported() {
+        for (isa, gathers) in variants() {
+            Isa::force_gathers(Some(gathers));
             for threads in 1..=3 {
                 for traversal in TRAVERSALS {
                     let options = Options { threads, isa, traversal };
                     let ex = Executor::new(&g, &info, &options).expect("packs");
                     let got = ex.run(&input).expect("runs");
                     prop_assert_eq!(&got[0].shape, &want[0].shape);
-                    let at = format!("{isa}, {threads} threads, {} traversal, {coding:?}", traversal.name());
+                    let at = format!("{isa} (fast gathers: {gathers}), {threads} threads, {} traversal, {coding:?}", traversal.name());
                     if let Err(e) = close(&got[0].data, &want[0].data) {
                         return Err(TestCaseError::fail(format!("{at}: {e}")));
                     }
@@ -217,7 +228,8 @@ fn long_sparse_columns_and_rows_with_padding() {
         let x = (0..cols).map(|_| rng.normal()).collect();
         let input = [Tensor::new([cols], x)];
         let want = sprig_ir::interpret(&g, &info, &input).expect("runs");
-        for isa in Isa::supported() {
+        for (isa, gathers) in variants() {
+            Isa::force_gathers(Some(gathers));
             for traversal in TRAVERSALS {
                 let options = Options {
                     threads: 2,
@@ -228,7 +240,7 @@ fn long_sparse_columns_and_rows_with_padding() {
                 assert_eq!(
                     ex.run(&input).expect("runs"),
                     want,
-                    "{isa} {coding:?} {traversal:?}"
+                    "{isa} (fast gathers: {gathers}) {coding:?} {traversal:?}"
                 );
             }
         }

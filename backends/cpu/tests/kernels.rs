@@ -203,7 +203,8 @@ proptest! {
 }
 
 /// Long columns (more rows than a slice holds, so cut into many slices) and long rows with wide
-/// gaps (padding entries) exercise slice and chunk boundaries of every variant in both traversals.
+/// gaps (windows a chunk has no entry in) exercise slice, chunk and window boundaries of every
+/// variant in both traversals.
 #[test]
 fn long_sparse_columns_and_rows_with_padding() {
     let mut rng = Lcg(7);

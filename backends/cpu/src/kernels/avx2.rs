@@ -10,11 +10,12 @@
 //! shifted down) index the table times `a_j` as above.
 //!
 //! Row chunks: each chunk's 16 lanes as two halves of 8, one row per lane summed in a register;
-//! per step the entries widen, their deltas advance each lane's column, the weights come as
-//! above, and the activations of the 8 columns are gathered.
+//! per window, its 16 activations in two registers; per step the entries widen, their low 4
+//! bits pick each lane's activation (two `vpermps` and a blend) and their codes, shifted down,
+//! the weight as above.
 
 use super::Active;
-use crate::layout::{BAND_ROWS, BAND_WORDS, KernelKind, LANES, RowChunks, Slice};
+use crate::layout::{BAND_ROWS, BAND_WORDS, KernelKind, LANES, RowChunks, Slice, WINDOW_COLS};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -101,8 +102,7 @@ unsafe fn row_chunks<const BITS: i32>(
     x: &[f32],
     acc: &mut [f32],
 ) {
-    let (entries, values, lane_rows) = (rc.entries(), rc.values(), rc.lane_rows());
-    let code_mask = _mm256_set1_epi32((1i32 << BITS) - 1);
+    let lane_rows = rc.lane_rows();
     let mut blocks = [_mm256_setzero_ps(); 4];
     if BITS == 4 || BITS == 5 {
         for (b, block) in blocks.iter_mut().enumerate().take(1usize << (BITS - 3)) {
@@ -111,44 +111,68 @@ unsafe fn row_chunks<const BITS: i32>(
         }
     }
     let local = acc.len();
-    let mut sums = [0.0f32; 8];
+    let cols = x.len();
     for c in range {
-        let (start, steps) = rc.chunks()[c];
-        for half in 0..2 {
-            let first = c * LANES + half * 8;
-            let lanes = local.saturating_sub(first).min(8);
-            if lanes == 0 {
-                continue;
-            }
-            let rows = &lane_rows[first..first + lanes];
-            for (s, &r) in sums.iter_mut().zip(rows) {
-                *s = acc[r as usize];
-            }
-            // SAFETY: steps lie inside the entries (and values); decoded columns are below
-            // x.len(); codes index inside the table; `sums` holds 8 values.
-            unsafe {
-                let mut sum = _mm256_loadu_ps(sums.as_ptr());
-                let mut col = _mm256_setzero_si256();
-                let mut at = start as usize + half * 8;
+        let lanes = (local - c * LANES).min(LANES);
+        let rows = &lane_rows[c * LANES..c * LANES + lanes];
+        let mut start = [0.0f32; LANES];
+        for (s, &r) in start.iter_mut().zip(rows) {
+            *s = acc[r as usize];
+        }
+        let mut at = rc.chunks()[c].0 as usize * LANES;
+        // SAFETY: the window loads read x below x.len() (the last window through a copy); the
+        // steps lie inside the entries (and values), entries decode to columns below x.len()
+        // and codes inside the table (row-chunk invariants, checked when the matrix was built).
+        unsafe {
+            let mut sums = [
+                _mm256_loadu_ps(start.as_ptr()),
+                _mm256_loadu_ps(start.as_ptr().add(8)),
+            ];
+            for (w, &steps) in rc.window_steps(c).iter().enumerate() {
+                let from = w * WINDOW_COLS;
+                let mut window = [0.0f32; WINDOW_COLS];
+                let xp = if from + WINDOW_COLS <= cols {
+                    x.as_ptr().add(from)
+                } else {
+                    window[..cols - from].copy_from_slice(&x[from..]);
+                    window.as_ptr()
+                };
+                let xw = [
+                    _mm256_loadu_ps(xp),
+                    _mm256_loadu_ps(xp.add(8)),
+                    _mm256_setzero_ps(),
+                    _mm256_setzero_ps(),
+                ];
                 for _ in 0..steps {
-                    let raw = _mm_loadu_si128(entries.as_ptr().add(at) as *const __m128i);
-                    let e = _mm256_cvtepu16_epi32(raw);
-                    col = _mm256_add_epi32(col, _mm256_srli_epi32::<BITS>(e));
-                    let codes = _mm256_and_si256(e, code_mask);
-                    let w = match BITS {
-                        0 => _mm256_loadu_ps(values.as_ptr().add(at)),
-                        4 | 5 => lookup::<BITS>(&blocks, codes),
-                        _ => _mm256_i32gather_ps::<4>(table.as_ptr(), codes),
-                    };
-                    let a = _mm256_i32gather_ps::<4>(x.as_ptr(), col);
-                    sum = _mm256_add_ps(sum, _mm256_mul_ps(w, a));
+                    for (half, sum) in sums.iter_mut().enumerate() {
+                        let k = at + 8 * half;
+                        let e = if BITS == 4 {
+                            _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                                rc.narrow().as_ptr().add(k) as *const __m128i
+                            ))
+                        } else {
+                            _mm256_cvtepu16_epi32(_mm_loadu_si128(
+                                rc.wide().as_ptr().add(k) as *const __m128i
+                            ))
+                        };
+                        // `lookup` reads only the low 4 bits of each column.
+                        let a = lookup::<4>(&xw, e);
+                        let codes = _mm256_srli_epi32::<4>(e);
+                        let weight = match BITS {
+                            0 => _mm256_loadu_ps(rc.values().as_ptr().add(k)),
+                            4 | 5 => lookup::<BITS>(&blocks, codes),
+                            _ => _mm256_i32gather_ps::<4>(table.as_ptr(), codes),
+                        };
+                        *sum = _mm256_add_ps(*sum, _mm256_mul_ps(weight, a));
+                    }
                     at += LANES;
                 }
-                _mm256_storeu_ps(sums.as_mut_ptr(), sum);
             }
-            for (&s, &r) in sums.iter().zip(rows) {
-                acc[r as usize] = s;
-            }
+            _mm256_storeu_ps(start.as_mut_ptr(), sums[0]);
+            _mm256_storeu_ps(start.as_mut_ptr().add(8), sums[1]);
+        }
+        for (&s, &r) in start.iter().zip(rows) {
+            acc[r as usize] = s;
         }
     }
 }

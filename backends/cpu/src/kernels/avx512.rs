@@ -9,13 +9,13 @@
 //! holds the band's codes, and each register's 16 codes (one nibble of every word, shifted
 //! down) index the table times `a_j` in a register (`vpermps` reads the low 4 bits).
 //!
-//! Row chunks: 16 lanes, one row each, summed in a register; per step the 16-bit entries widen,
-//! their deltas advance each lane's column, the codes index the table as above, and the
-//! activations of the 16 columns are gathered. The chunk's sums start from and return to the
-//! accumulators by gather and scatter (its rows are distinct).
+//! Row chunks: 16 lanes, one row each, summed in a register, four chunks side by side. Per
+//! window, its 16 activations in a register; per step the entries widen to 32-bit lanes, whose
+//! low 4 bits pick each lane's activation (`vpermps`) and whose code, shifted down, indexes the
+//! table as above. No gather but for 8-bit codes.
 
 use super::Active;
-use crate::layout::{BAND_ROWS, BAND_WORDS, KernelKind, LANES, RowChunks, Slice};
+use crate::layout::{BAND_ROWS, BAND_WORDS, KernelKind, LANES, RowChunks, Slice, WINDOW_COLS};
 use std::arch::x86_64::*;
 use std::ops::Range;
 
@@ -109,45 +109,118 @@ unsafe fn table_registers<const BITS: u32>(table: &[f32]) -> (__m512, __m512) {
     }
 }
 
-/// One step of a row chunk at entry `at`: each lane's column advances by its delta and its
-/// product is added to its sum.
+/// Chunks a row group walks side by side (independent sums hide the adds' latency).
+const ROW_GROUP: usize = 4;
+
+/// One step of a row chunk at entry `at`: each lane's product with its activation in the window
+/// `xw` is added to its sum.
 ///
 /// # Safety
-/// `at .. at + 16` lies inside the entries (and values); the advanced columns are below
-/// `x.len()`; codes index inside `table` (`2^BITS` entries).
+/// `at .. at + 16` lies inside the entries (and values); codes index inside `table` (`2^BITS`
+/// entries).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn row_step<const BITS: u32>(
     rc: &RowChunks,
     table: &[f32],
     t: (__m512, __m512),
-    x: &[f32],
+    xw: __m512,
     at: usize,
-    col: &mut __m512i,
     sum: &mut __m512,
 ) {
     // SAFETY: forwarded from this function's contract.
     unsafe {
-        let raw = _mm256_loadu_si256(rc.entries().as_ptr().add(at) as *const __m256i);
-        let e = _mm512_cvtepu16_epi32(raw);
-        *col = _mm512_add_epi32(*col, _mm512_srli_epi32::<BITS>(e));
+        let e = if BITS == 4 {
+            _mm512_cvtepu8_epi32(_mm_loadu_si128(
+                rc.narrow().as_ptr().add(at) as *const __m128i
+            ))
+        } else {
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256(
+                rc.wide().as_ptr().add(at) as *const __m256i
+            ))
+        };
         // vpermps and vpermt2ps read only the low 4 and 5 bits of each index.
+        let a = _mm512_permutexvar_ps(e, xw);
+        let code = _mm512_srli_epi32::<4>(e);
         let w = match BITS {
             0 => _mm512_loadu_ps(rc.values().as_ptr().add(at)),
-            4 => _mm512_permutexvar_ps(e, t.0),
-            5 => _mm512_permutex2var_ps(t.0, e, t.1),
-            _ => _mm512_i32gather_ps::<4>(
-                _mm512_and_si512(e, _mm512_set1_epi32((1i32 << BITS) - 1)),
-                table.as_ptr(),
-            ),
+            4 => _mm512_permutexvar_ps(code, t.0),
+            5 => _mm512_permutex2var_ps(t.0, code, t.1),
+            _ => _mm512_i32gather_ps::<4>(code, table.as_ptr()),
         };
-        let a = _mm512_i32gather_ps::<4>(*col, x.as_ptr());
         *sum = _mm512_add_ps(*sum, _mm512_mul_ps(w, a));
     }
 }
 
+/// `N` chunks from `first` walked side by side, window by window.
+///
+/// # Safety
+/// As [`row_chunks`], for chunks `first .. first + N`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn row_group<const BITS: u32, const N: usize>(
+    table: &[f32],
+    t: (__m512, __m512),
+    rc: &RowChunks,
+    first: usize,
+    x: &[f32],
+    acc: &mut [f32],
+) {
+    let local = acc.len();
+    let lanes = |i: usize| (local - (first + i) * LANES).min(LANES);
+    let rows = |i: usize| &rc.lane_rows()[(first + i) * LANES..(first + i) * LANES + lanes(i)];
+    let mut sums = [_mm512_setzero_ps(); N];
+    let mut at: [usize; N] = std::array::from_fn(|i| rc.chunks()[first + i].0 as usize * LANES);
+    let steps: [&[u8]; N] = std::array::from_fn(|i| rc.window_steps(first + i));
+    // SAFETY: the window loads read x below x.len() (masked past it); the steps lie inside the
+    // entries (and values), entries decode to columns below x.len() and codes inside the table
+    // (row-chunk invariants, checked when the matrix was built).
+    unsafe {
+        for (i, sum) in sums.iter_mut().enumerate() {
+            let mut start = [0.0f32; LANES];
+            for (s, &r) in start.iter_mut().zip(rows(i)) {
+                *s = acc[r as usize];
+            }
+            *sum = _mm512_loadu_ps(start.as_ptr());
+        }
+        let cols = x.len();
+        // `w` indexes the activations and every chunk's steps alike.
+        #[allow(clippy::needless_range_loop)]
+        for w in 0..rc.windows() {
+            let from = w * WINDOW_COLS;
+            let n = (cols - from).min(WINDOW_COLS);
+            let m: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
+            let xw = _mm512_maskz_loadu_ps(m, x.as_ptr().add(from));
+            let k: [usize; N] = std::array::from_fn(|i| steps[i][w] as usize);
+            let (both, most) = (k.iter().min().copied(), k.iter().max().copied());
+            let (both, most) = (both.unwrap_or(0), most.unwrap_or(0));
+            for _ in 0..both {
+                for i in 0..N {
+                    row_step::<BITS>(rc, table, t, xw, at[i], &mut sums[i]);
+                    at[i] += LANES;
+                }
+            }
+            for step in both..most {
+                for i in 0..N {
+                    if step < k[i] {
+                        row_step::<BITS>(rc, table, t, xw, at[i], &mut sums[i]);
+                        at[i] += LANES;
+                    }
+                }
+            }
+        }
+        for (i, sum) in sums.iter().enumerate() {
+            let mut end = [0.0f32; LANES];
+            _mm512_storeu_ps(end.as_mut_ptr(), *sum);
+            for (&s, &r) in end.iter().zip(rows(i)) {
+                acc[r as usize] = s;
+            }
+        }
+    }
+}
+
 /// `BITS` = 0: weights from the chunks' values; otherwise codes of `BITS` bits into `table`.
-/// Chunks go in pairs (their steps interleaved) so that two sums advance at once.
+/// Chunks go in groups of [`ROW_GROUP`], the last few one by one.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn row_chunks<const BITS: u32>(
     table: &[f32],
@@ -156,59 +229,18 @@ unsafe fn row_chunks<const BITS: u32>(
     x: &[f32],
     acc: &mut [f32],
 ) {
-    let lane_rows = rc.lane_rows();
-    // SAFETY: table sizes per the contract.
-    let t = unsafe { table_registers::<BITS>(table) };
-    let local = acc.len();
-    let acc_ptr = acc.as_mut_ptr();
-    let chunks = rc.chunks();
-    let lanes_of = |c: usize| -> __mmask16 {
-        let lanes = (local - c * LANES).min(LANES);
-        if lanes == 16 {
-            0xFFFF
-        } else {
-            (1u16 << lanes) - 1
+    // SAFETY: table sizes per the contract; chunks inside `range` per the contract.
+    unsafe {
+        let t = table_registers::<BITS>(table);
+        let mut c = range.start;
+        while c + ROW_GROUP <= range.end {
+            row_group::<BITS, ROW_GROUP>(table, t, rc, c, x, acc);
+            c += ROW_GROUP;
         }
-    };
-    let mut c = range.start;
-    while c < range.end {
-        let pair = c + 1 < range.end;
-        let (m0, m1) = (lanes_of(c), if pair { lanes_of(c + 1) } else { 0 });
-        let (start0, steps0) = chunks[c];
-        let (start1, steps1) = if pair { chunks[c + 1] } else { (0, 0) };
-        // SAFETY: the chunks' 16 lane rows exist; lanes under the masks hold distinct rows
-        // below acc.len(); steps lie inside the entries (and values); decoded columns are
-        // below x.len(); codes index inside the table (all by the row-chunk invariants).
-        unsafe {
-            let rows0 = _mm512_loadu_si512(lane_rows.as_ptr().add(c * LANES) as *const _);
-            let rows1 = if pair {
-                _mm512_loadu_si512(lane_rows.as_ptr().add((c + 1) * LANES) as *const _)
-            } else {
-                _mm512_setzero_si512()
-            };
-            let mut sum0 = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m0, rows0, acc_ptr);
-            let mut sum1 = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m1, rows1, acc_ptr);
-            let (mut col0, mut col1) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-            let (mut at0, mut at1) = (start0 as usize, start1 as usize);
-            let both = steps0.min(steps1);
-            for _ in 0..both {
-                row_step::<BITS>(rc, table, t, x, at0, &mut col0, &mut sum0);
-                row_step::<BITS>(rc, table, t, x, at1, &mut col1, &mut sum1);
-                at0 += LANES;
-                at1 += LANES;
-            }
-            for _ in both..steps0 {
-                row_step::<BITS>(rc, table, t, x, at0, &mut col0, &mut sum0);
-                at0 += LANES;
-            }
-            for _ in both..steps1 {
-                row_step::<BITS>(rc, table, t, x, at1, &mut col1, &mut sum1);
-                at1 += LANES;
-            }
-            _mm512_mask_i32scatter_ps::<4>(acc_ptr, m0, rows0, sum0);
-            _mm512_mask_i32scatter_ps::<4>(acc_ptr, m1, rows1, sum1);
+        while c < range.end {
+            row_group::<BITS, 1>(table, t, rc, c, x, acc);
+            c += 1;
         }
-        c += 2;
     }
 }
 

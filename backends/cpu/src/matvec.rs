@@ -210,8 +210,16 @@ impl PackedMatrix {
             y[r] = act.output(v, bias, r);
         };
         for ((s, chunks), acc) in items.iter().zip(&parts) {
+            // A range of some of a slice's row chunks holds some of its rows, in lane order; a
+            // whole slice's range holds them all, written in row order (sequential accesses).
+            let whole_slice = chunks.as_ref().is_some_and(|c| {
+                let rc = slices[*s]
+                    .row_chunks()
+                    .expect("rows are walked only when built");
+                c.start == 0 && c.end == rc.chunks().len()
+            });
             match chunks {
-                Some(c) => {
+                Some(c) if !whole_slice => {
                     let rc = slices[*s]
                         .row_chunks()
                         .expect("rows are walked only when built");
@@ -222,7 +230,7 @@ impl PackedMatrix {
                         write(*s, local as usize, acc[local as usize]);
                     }
                 }
-                None => {
+                _ => {
                     for (local, &v) in acc.iter().enumerate() {
                         write(*s, local, v);
                     }

@@ -171,10 +171,16 @@ unsafe fn row_group<const BITS: u32, const N: usize>(
     let rows = |i: usize| &rc.lane_rows()[(first + i) * LANES..(first + i) * LANES + lanes(i)];
     let mut sums = [_mm512_setzero_ps(); N];
     let mut at: [usize; N] = std::array::from_fn(|i| rc.chunks()[first + i].0 as usize * LANES);
-    let steps: [&[u8]; N] = std::array::from_fn(|i| rc.window_steps(first + i));
-    // SAFETY: the window loads read x below x.len() (masked past it); the steps lie inside the
-    // entries (and values), entries decode to columns below x.len() and codes inside the table
-    // (row-chunk invariants, checked when the matrix was built).
+    let steps: [*const u8; N] = std::array::from_fn(|i| rc.window_steps(first + i).as_ptr());
+    let windows = rc.windows();
+    let last_mask: __mmask16 = match x.len() % WINDOW_COLS {
+        0 => 0xFFFF,
+        n => (1u16 << n) - 1,
+    };
+    // SAFETY: the window loads read x below x.len() (masked past it); each chunk's steps array
+    // holds `windows` counts; the steps lie inside the entries (and values), entries decode to
+    // columns below x.len() and codes inside the table (row-chunk invariants, checked when the
+    // matrix was built).
     unsafe {
         for (i, sum) in sums.iter_mut().enumerate() {
             let mut start = [0.0f32; LANES];
@@ -183,15 +189,10 @@ unsafe fn row_group<const BITS: u32, const N: usize>(
             }
             *sum = _mm512_loadu_ps(start.as_ptr());
         }
-        let cols = x.len();
-        // `w` indexes the activations and every chunk's steps alike.
-        #[allow(clippy::needless_range_loop)]
-        for w in 0..rc.windows() {
-            let from = w * WINDOW_COLS;
-            let n = (cols - from).min(WINDOW_COLS);
-            let m: __mmask16 = if n == 16 { 0xFFFF } else { (1u16 << n) - 1 };
-            let xw = _mm512_maskz_loadu_ps(m, x.as_ptr().add(from));
-            let k: [usize; N] = std::array::from_fn(|i| steps[i][w] as usize);
+        for w in 0..windows {
+            let m = if w + 1 < windows { 0xFFFF } else { last_mask };
+            let xw = _mm512_maskz_loadu_ps(m, x.as_ptr().add(w * WINDOW_COLS));
+            let k: [usize; N] = std::array::from_fn(|i| *steps[i].add(w) as usize);
             let (both, most) = (k.iter().min().copied(), k.iter().max().copied());
             let (both, most) = (both.unwrap_or(0), most.unwrap_or(0));
             for _ in 0..both {

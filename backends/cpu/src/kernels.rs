@@ -115,12 +115,19 @@ impl Active {
     /// Collects the non-zero entries of `x` only.
     pub fn collect(&mut self, x: &[f32]) {
         self.clear();
+        self.index.resize(x.len(), 0);
+        self.value.resize(x.len(), 0.0);
+        // Every entry is written at the list's end, which advances past the non-zero ones only:
+        // no branch on the data, which at the benchmark densities mispredicts about one entry in
+        // four. `n <= j`, so the slots exist.
+        let mut n = 0;
         for (j, &a) in x.iter().enumerate() {
-            if a != 0.0 {
-                self.index.push(j as u32);
-                self.value.push(a);
-            }
+            self.index[n] = j as u32;
+            self.value[n] = a;
+            n += usize::from(a != 0.0);
         }
+        self.index.truncate(n);
+        self.value.truncate(n);
     }
 
     /// Empties the list and the whole vector.

@@ -13,6 +13,7 @@ use crate::kernels::{self, Active};
 use crate::layout::{LANES, PackedMatrix, Traversal};
 use crate::pool::Pool;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Row-chunk ranges per thread of a product that walks rows (see [`PackedMatrix::matvec_active`]).
 const ROW_ITEMS_PER_THREAD: usize = 4;
@@ -193,50 +194,48 @@ impl PackedMatrix {
         } else {
             (0..slices.len()).map(|s| (s, None)).collect()
         };
-        let parts = rt.map(items.len(), |i| {
+        // The outputs as atomics, so that each item writes its own rows from whichever thread
+        // runs it (relaxed stores are plain stores; the pool's join, released by each worker and
+        // acquired here, orders them before this call returns).
+        // SAFETY: AtomicU32 has the size and alignment of u32, hence of f32; `y` is borrowed
+        // mutably for this whole call, so nothing else reads or writes it meanwhile.
+        let out: &[AtomicU32] = unsafe { &*(y as *mut [f32] as *const [AtomicU32]) };
+        rt.map(items.len(), |i| {
             let (s, chunks) = &items[i];
-            let mut acc = vec![0.0f32; slices[*s].rows().len()];
+            let slice = &slices[*s];
+            let mut acc = vec![0.0f32; slice.rows().len()];
+            let write = |local: usize, v: f32| {
+                let r = slice.rows()[local] as usize;
+                out[r].store(act.output(v, bias, r).to_bits(), Ordering::Relaxed);
+            };
             match chunks {
                 Some(c) => {
                     let x = whole.expect("rows are walked with the whole input");
-                    kernels::accumulate_rows(rt.isa, self, *s, c.clone(), x, &mut acc)
+                    kernels::accumulate_rows(rt.isa, self, *s, c.clone(), x, &mut acc);
+                    let rc = slice.row_chunks().expect("rows are walked only when built");
+                    if c.start == 0 && c.end == rc.chunks().len() {
+                        // The whole slice: every row, written in row order.
+                        acc.iter()
+                            .enumerate()
+                            .for_each(|(local, &v)| write(local, v));
+                    } else {
+                        // Some chunks: their lanes' rows (lanes past the slice's rows are
+                        // padding).
+                        let lanes = &rc.lane_rows()[c.start * LANES..c.end * LANES];
+                        let valid = acc.len().saturating_sub(c.start * LANES).min(lanes.len());
+                        for &local in &lanes[..valid] {
+                            write(local as usize, acc[local as usize]);
+                        }
+                    }
                 }
-                None => kernels::accumulate(rt.isa, self, *s, active, &mut acc),
+                None => {
+                    kernels::accumulate(rt.isa, self, *s, active, &mut acc);
+                    acc.iter()
+                        .enumerate()
+                        .for_each(|(local, &v)| write(local, v));
+                }
             }
-            acc
         });
-        let mut write = |s: usize, local: usize, v: f32| {
-            let r = slices[s].rows()[local] as usize;
-            y[r] = act.output(v, bias, r);
-        };
-        for ((s, chunks), acc) in items.iter().zip(&parts) {
-            // A range of some of a slice's row chunks holds some of its rows, in lane order; a
-            // whole slice's range holds them all, written in row order (sequential accesses).
-            let whole_slice = chunks.as_ref().is_some_and(|c| {
-                let rc = slices[*s]
-                    .row_chunks()
-                    .expect("rows are walked only when built");
-                c.start == 0 && c.end == rc.chunks().len()
-            });
-            match chunks {
-                Some(c) if !whole_slice => {
-                    let rc = slices[*s]
-                        .row_chunks()
-                        .expect("rows are walked only when built");
-                    let lanes = &rc.lane_rows()[c.start * LANES..c.end * LANES];
-                    // Lanes past the slice's rows are padding.
-                    let valid = acc.len().saturating_sub(c.start * LANES).min(lanes.len());
-                    for &local in &lanes[..valid] {
-                        write(*s, local as usize, acc[local as usize]);
-                    }
-                }
-                _ => {
-                    for (local, &v) in acc.iter().enumerate() {
-                        write(*s, local, v);
-                    }
-                }
-            }
-        }
     }
 
     /// The whole input vector `active` carries, when it carries one.

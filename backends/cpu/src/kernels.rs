@@ -92,6 +92,7 @@ mod avx512;
 use crate::isa::Isa;
 use crate::layout::{
     BAND_ROWS, BAND_WORDS, KernelKind, LANES, PackedMatrix, RowChunks, Slice, WINDOW_COLS,
+    code_nibble,
 };
 use std::ops::Range;
 
@@ -286,7 +287,7 @@ fn scalar_dense_codes(table: &[f32], slice: &Slice, active: &Active, acc: &mut [
             let words = &codes[at..at + BAND_WORDS];
             for (offset, y) in rows.iter_mut().enumerate() {
                 let word = words[offset % BAND_WORDS];
-                let code = (word >> (4 * (offset / BAND_WORDS))) & 15;
+                let code = (word >> (4 * code_nibble(offset / BAND_WORDS))) & 15;
                 *y += table[code as usize] * a;
             }
         }

@@ -19,8 +19,8 @@
 //!   At that density the codes take no more bytes than the two sparse layouts' entries, and a
 //!   product reads no index and no padding: for each active column, 16 rows per table lookup in
 //!   registers. Rows go in bands of [`BAND_ROWS`]; per band and column, [`BAND_WORDS`] 32-bit
-//!   words where nibble `k` of word `i` is the code of the band's row `i + 16·k` (rows past the
-//!   slice hold the table's zero).
+//!   words where nibble [`code_nibble`]`(k)` of word `i` is the code of the band's row `i + 16·k`
+//!   (rows past the slice hold the table's zero); one word of padding ends the codes.
 //!
 //! Sparse kinds also keep the same entries row by row ([`RowChunks`]): a slice's rows, sorted by
 //! decreasing non-zero count, go in chunks of [`LANES`] rows summed side by side, and the columns
@@ -115,6 +115,15 @@ pub const DENSE_CODES_FROM: usize = 8;
 /// Rows of one band of `dense-code4` codes, and its 32-bit words per column.
 pub const BAND_ROWS: usize = 128;
 pub const BAND_WORDS: usize = 16;
+
+/// The nibble of word `i` that holds the code of a band's row `i + 16·k`: the low nibble of
+/// byte `k mod 4` for `k < 4`, its high nibble otherwise. Read from byte offset `k mod 4`, the
+/// band's words hold the codes of rows `16·k ..` in the low nibbles of their low bytes, and
+/// shifted down by 4 those of rows `16·(k + 4) ..`: eight registers of codes from four loads and
+/// four shifts.
+pub const fn code_nibble(k: usize) -> usize {
+    2 * (k % 4) + k / 4
+}
 
 /// How a product walks a sparse matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -274,7 +283,7 @@ impl Slice {
 
     /// Columns of `dense-code4` codes (each band holds [`BAND_WORDS`] words per column).
     pub(crate) fn code_columns(&self) -> usize {
-        self.codes.len() / (self.bands() * BAND_WORDS).max(1)
+        self.codes.len().saturating_sub(1) / (self.bands() * BAND_WORDS).max(1)
     }
 
     pub fn row_chunks(&self) -> Option<&RowChunks> {
@@ -464,7 +473,8 @@ impl PackedMatrix {
                 continue;
             }
             if self.kind == KernelKind::DenseCode4 {
-                if s.codes.len() != s.bands() * self.cols * BAND_WORDS || self.table.len() != 16 {
+                if s.codes.len() != s.bands() * self.cols * BAND_WORDS + 1 || self.table.len() != 16
+                {
                     return bad("dense code slice size".to_string());
                 }
                 continue;
@@ -823,10 +833,12 @@ fn dense_slice(block: &[f32], cols: usize, rows: Vec<u32>) -> Slice {
 /// A `dense-code4` slice: the code of every element of its rows (see the module docs).
 fn dense_code_slice(cols: usize, rows: Vec<u32>, element_codes: &[u16], zero_code: u16) -> Slice {
     let bands = rows.len().div_ceil(BAND_ROWS);
-    let mut codes = vec![0u32; bands * cols * BAND_WORDS];
+    // One word past the last column: the kernels read a column's words from byte offsets up
+    // to 3, so the last read ends up to 3 bytes past its column.
+    let mut codes = vec![0u32; bands * cols * BAND_WORDS + 1];
     for b in 0..bands {
         for offset in 0..BAND_ROWS {
-            let (word, nibble) = (offset % BAND_WORDS, offset / BAND_WORDS);
+            let (word, nibble) = (offset % BAND_WORDS, code_nibble(offset / BAND_WORDS));
             let row = rows.get(b * BAND_ROWS + offset);
             for c in 0..cols {
                 let code = match row {

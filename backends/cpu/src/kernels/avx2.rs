@@ -5,9 +5,10 @@
 //! the values; the products with `a_j` are computed 8 at a time and added to the accumulators
 //! one by one (AVX2 has no scatter).
 //!
-//! Dense codes: a band's 128 rows in two halves of 8 registers of sums; per active column, a
-//! 32-byte load holds the half's codes, and each register's 8 codes (one nibble of every word,
-//! shifted down) index the table times `a_j` as above.
+//! Dense codes: a band's 128 rows in two halves of 8 registers of sums; per active column, four
+//! 32-byte loads of the half's codes from byte offsets 0 to 3, each giving two registers' 8
+//! codes (the low nibble of every word's low byte, then the high one shifted down), index the
+//! table times `a_j` as above.
 //!
 //! Row chunks: each chunk's 16 lanes as two halves of 8, one row per lane summed in a register;
 //! per window, its 16 activations in two registers; per step the entries widen, their low 4
@@ -237,16 +238,15 @@ unsafe fn dense_codes(table: &[f32], slice: &Slice, active: &Active, acc: &mut [
                 for (&j, &a) in active.index.iter().zip(&active.value) {
                     let av = _mm256_set1_ps(a);
                     let products = [_mm256_mul_ps(t0, av), _mm256_mul_ps(t1, av), zero, zero];
-                    let c = _mm256_loadu_si256(words.add(j as usize * BAND_WORDS) as *const _);
-                    let lookup = |shifted: __m256i| lookup::<4>(&products, shifted);
-                    sums[0] = _mm256_add_ps(sums[0], lookup(c));
-                    sums[1] = _mm256_add_ps(sums[1], lookup(_mm256_srli_epi32::<4>(c)));
-                    sums[2] = _mm256_add_ps(sums[2], lookup(_mm256_srli_epi32::<8>(c)));
-                    sums[3] = _mm256_add_ps(sums[3], lookup(_mm256_srli_epi32::<12>(c)));
-                    sums[4] = _mm256_add_ps(sums[4], lookup(_mm256_srli_epi32::<16>(c)));
-                    sums[5] = _mm256_add_ps(sums[5], lookup(_mm256_srli_epi32::<20>(c)));
-                    sums[6] = _mm256_add_ps(sums[6], lookup(_mm256_srli_epi32::<24>(c)));
-                    sums[7] = _mm256_add_ps(sums[7], lookup(_mm256_srli_epi32::<28>(c)));
+                    let column = words.add(j as usize * BAND_WORDS) as *const u8;
+                    let lookup = |codes: __m256i| lookup::<4>(&products, codes);
+                    // From byte offset o: rows 16·o .. in the low nibbles of the words' low
+                    // bytes, rows 16·(o + 4) .. in their high nibbles (`code_nibble`).
+                    for o in 0..4 {
+                        let c = _mm256_loadu_si256(column.add(o) as *const _);
+                        sums[o] = _mm256_add_ps(sums[o], lookup(c));
+                        sums[o + 4] = _mm256_add_ps(sums[o + 4], lookup(_mm256_srli_epi32::<4>(c)));
+                    }
                 }
                 for (k, sum) in sums.iter().enumerate() {
                     _mm256_storeu_ps(start[k].as_mut_ptr(), *sum);

@@ -5,9 +5,10 @@
 //! for 256); the products with `a_j` are added to the accumulators by gather, add, scatter. The
 //! rows of one column are distinct, so the scatter never writes one address twice.
 //!
-//! Dense codes: a band's 128 rows as 8 registers of sums; per active column, one 64-byte load
-//! holds the band's codes, and each register's 16 codes (one nibble of every word, shifted
-//! down) index the table times `a_j` in a register (`vpermps` reads the low 4 bits).
+//! Dense codes: a band's 128 rows as 8 registers of sums; per active column, four 64-byte loads
+//! of the band's codes from byte offsets 0 to 3, each giving two registers' 16 codes (the low
+//! nibble of every word's low byte, then the high one shifted down), index the table times
+//! `a_j` in a register (`vpermps` reads the low 4 bits).
 //!
 //! Row chunks: 16 lanes, one row each, summed in a register, four chunks side by side. Per
 //! window, its 16 activations in a register; per step the entries widen to 32-bit lanes, whose
@@ -297,16 +298,15 @@ unsafe fn dense_codes(table: &[f32], slice: &Slice, active: &Active, acc: &mut [
             let band = codes.as_ptr().add(b * cols * BAND_WORDS);
             for (&j, &a) in active.index.iter().zip(&active.value) {
                 let products = _mm512_mul_ps(t, _mm512_set1_ps(a));
-                let c = _mm512_loadu_si512(band.add(j as usize * BAND_WORDS) as *const _);
-                sums[0] = _mm512_add_ps(sums[0], _mm512_permutexvar_ps(c, products));
-                let lookup = |shifted: __m512i| _mm512_permutexvar_ps(shifted, products);
-                sums[1] = _mm512_add_ps(sums[1], lookup(_mm512_srli_epi32::<4>(c)));
-                sums[2] = _mm512_add_ps(sums[2], lookup(_mm512_srli_epi32::<8>(c)));
-                sums[3] = _mm512_add_ps(sums[3], lookup(_mm512_srli_epi32::<12>(c)));
-                sums[4] = _mm512_add_ps(sums[4], lookup(_mm512_srli_epi32::<16>(c)));
-                sums[5] = _mm512_add_ps(sums[5], lookup(_mm512_srli_epi32::<20>(c)));
-                sums[6] = _mm512_add_ps(sums[6], lookup(_mm512_srli_epi32::<24>(c)));
-                sums[7] = _mm512_add_ps(sums[7], lookup(_mm512_srli_epi32::<28>(c)));
+                let column = band.add(j as usize * BAND_WORDS) as *const u8;
+                let lookup = |codes: __m512i| _mm512_permutexvar_ps(codes, products);
+                // From byte offset o, the low nibbles of the words' low bytes are the codes of
+                // rows 16·o .., their high nibbles those of rows 16·(o + 4) .. (`code_nibble`).
+                for o in 0..4 {
+                    let c = _mm512_loadu_si512(column.add(o) as *const _);
+                    sums[o] = _mm512_add_ps(sums[o], lookup(c));
+                    sums[o + 4] = _mm512_add_ps(sums[o + 4], lookup(_mm512_srli_epi32::<4>(c)));
+                }
             }
             for (k, sum) in sums.iter().enumerate() {
                 _mm512_mask_storeu_ps(acc_ptr.add(row(k)), masks[k], *sum);

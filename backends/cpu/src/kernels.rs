@@ -220,48 +220,64 @@ pub fn accumulate_rows(
             // SAFETY: as for AVX-512, with AVX2 and FMA support checked just above.
             unsafe { avx2::rows(m.kind(), m.table(), rc, chunks, x, acc) }
         }
-        _ => scalar_rows(m.kind(), m.table(), rc, chunks, x, acc),
+        _ => by_code_bits!(
+            m.kind(),
+            unreachable!("dense matrices have no row chunks"),
+            unreachable!("dense matrices have no row chunks"),
+            scalar_rows(m.table(), rc, chunks, x, acc)
+        ),
+    }
+}
+
+/// Chunk `c`'s sums as a row kernel starts them: its rows' accumulators, lane by lane (0.0 in
+/// padding lanes).
+#[inline]
+fn chunk_start(rc: &RowChunks, c: usize, acc: &[f32]) -> [f32; LANES] {
+    let mut sums = [0.0f32; LANES];
+    for (s, &r) in sums.iter_mut().zip(rc.chunk_rows(c, acc.len())) {
+        *s = acc[r as usize];
+    }
+    sums
+}
+
+/// Chunk `c`'s finished sums back into its rows' accumulators (padding lanes dropped).
+#[inline]
+fn chunk_end(rc: &RowChunks, c: usize, sums: &[f32; LANES], acc: &mut [f32]) {
+    for (&s, &r) in sums.iter().zip(rc.chunk_rows(c, acc.len())) {
+        acc[r as usize] = s;
     }
 }
 
 /// The portable row traversal: each chunk's lanes summed side by side, window by window.
-fn scalar_rows(
-    kind: KernelKind,
+/// `BITS` = 0: weights from the chunks' values; otherwise codes into `table`.
+fn scalar_rows<const BITS: u32>(
     table: &[f32],
     rc: &RowChunks,
     chunks: Range<usize>,
     x: &[f32],
     acc: &mut [f32],
 ) {
-    let local = acc.len();
     for c in chunks {
-        let lanes = (local - c * LANES).min(LANES);
-        let rows = &rc.lane_rows()[c * LANES..c * LANES + lanes];
-        let mut sum = [0.0f32; LANES];
-        for (s, &r) in sum.iter_mut().zip(rows) {
-            *s = acc[r as usize];
-        }
+        let mut sum = chunk_start(rc, c, acc);
         let mut at = rc.chunks()[c].0 as usize * LANES;
         for (w, &steps) in rc.window_steps(c).iter().enumerate() {
-            let first = w * WINDOW_COLS;
+            let window = &x[w * WINDOW_COLS..];
             for _ in 0..steps {
                 for (lane, s) in sum.iter_mut().enumerate() {
-                    let e = match kind {
-                        KernelKind::Code4 => u16::from(rc.narrow()[at + lane]),
+                    let e = match BITS {
+                        4 => u16::from(rc.narrow()[at + lane]),
                         _ => rc.wide()[at + lane],
                     };
-                    let weight = match kind {
-                        KernelKind::SparseF32 => rc.values()[at + lane],
+                    let weight = match BITS {
+                        0 => rc.values()[at + lane],
                         _ => table[(e >> 4) as usize],
                     };
-                    *s += weight * x[first + (e & 15) as usize];
+                    *s += weight * window[(e & 15) as usize];
                 }
                 at += LANES;
             }
         }
-        for (&s, &r) in sum.iter().zip(rows) {
-            acc[r as usize] = s;
-        }
+        chunk_end(rc, c, &sum, acc);
     }
 }
 

@@ -168,12 +168,15 @@ pub struct RowChunks {
 }
 
 impl RowChunks {
-    pub(crate) fn lane_rows(&self) -> &[u32] {
-        &self.lane_rows
-    }
-
     pub(crate) fn chunks(&self) -> &[(u32, u32)] {
         &self.chunks
+    }
+
+    /// The local rows of chunk `c`'s lanes in a slice of `local` rows (padding lanes past the
+    /// slice's rows left out).
+    pub(crate) fn chunk_rows(&self, c: usize, local: usize) -> &[u32] {
+        let lanes = local.saturating_sub(c * LANES).min(LANES);
+        &self.lane_rows[c * LANES..c * LANES + lanes]
     }
 
     pub(crate) fn windows(&self) -> usize {

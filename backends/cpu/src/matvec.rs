@@ -10,7 +10,7 @@
 use crate::CpuError;
 use crate::isa::Isa;
 use crate::kernels::{self, Active};
-use crate::layout::{LANES, PackedMatrix, Traversal};
+use crate::layout::{PackedMatrix, Traversal};
 use crate::pool::Pool;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -219,12 +219,11 @@ impl PackedMatrix {
                             .enumerate()
                             .for_each(|(local, &v)| write(local, v));
                     } else {
-                        // Some chunks: their lanes' rows (lanes past the slice's rows are
-                        // padding).
-                        let lanes = &rc.lane_rows()[c.start * LANES..c.end * LANES];
-                        let valid = acc.len().saturating_sub(c.start * LANES).min(lanes.len());
-                        for &local in &lanes[..valid] {
-                            write(local as usize, acc[local as usize]);
+                        // Some chunks: their lanes' rows.
+                        for chunk in c.clone() {
+                            for &local in rc.chunk_rows(chunk, acc.len()) {
+                                write(local as usize, acc[local as usize]);
+                            }
                         }
                     }
                 }

@@ -15,7 +15,7 @@
 //! bits pick each lane's activation (two `vpermps` and a blend) and their codes, shifted down,
 //! the weight as above.
 
-use super::Active;
+use super::{Active, chunk_end, chunk_start};
 use crate::layout::{BAND_ROWS, BAND_WORDS, KernelKind, LANES, RowChunks, Slice, WINDOW_COLS};
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -103,7 +103,6 @@ unsafe fn row_chunks<const BITS: i32>(
     x: &[f32],
     acc: &mut [f32],
 ) {
-    let lane_rows = rc.lane_rows();
     let mut blocks = [_mm256_setzero_ps(); 4];
     if BITS == 4 || BITS == 5 {
         for (b, block) in blocks.iter_mut().enumerate().take(1usize << (BITS - 3)) {
@@ -111,15 +110,9 @@ unsafe fn row_chunks<const BITS: i32>(
             *block = unsafe { _mm256_loadu_ps(table.as_ptr().add(8 * b)) };
         }
     }
-    let local = acc.len();
     let cols = x.len();
     for c in range {
-        let lanes = (local - c * LANES).min(LANES);
-        let rows = &lane_rows[c * LANES..c * LANES + lanes];
-        let mut start = [0.0f32; LANES];
-        for (s, &r) in start.iter_mut().zip(rows) {
-            *s = acc[r as usize];
-        }
+        let mut start = chunk_start(rc, c, acc);
         let mut at = rc.chunks()[c].0 as usize * LANES;
         // SAFETY: the window loads read x below x.len() (the last window through a copy); the
         // steps lie inside the entries (and values), entries decode to columns below x.len()
@@ -172,9 +165,7 @@ unsafe fn row_chunks<const BITS: i32>(
             _mm256_storeu_ps(start.as_mut_ptr(), sums[0]);
             _mm256_storeu_ps(start.as_mut_ptr().add(8), sums[1]);
         }
-        for (&s, &r) in start.iter().zip(rows) {
-            acc[r as usize] = s;
-        }
+        chunk_end(rc, c, &start, acc);
     }
 }
 

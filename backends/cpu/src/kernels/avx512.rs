@@ -15,7 +15,7 @@
 //! low 4 bits pick each lane's activation (`vpermps`) and whose code, shifted down, indexes the
 //! table as above. No gather but for 8-bit codes.
 
-use super::Active;
+use super::{Active, chunk_end, chunk_start};
 use crate::layout::{BAND_ROWS, BAND_WORDS, KernelKind, LANES, RowChunks, Slice, WINDOW_COLS};
 use std::arch::x86_64::*;
 use std::ops::Range;
@@ -167,9 +167,6 @@ unsafe fn row_group<const BITS: u32, const N: usize>(
     x: &[f32],
     acc: &mut [f32],
 ) {
-    let local = acc.len();
-    let lanes = |i: usize| (local - (first + i) * LANES).min(LANES);
-    let rows = |i: usize| &rc.lane_rows()[(first + i) * LANES..(first + i) * LANES + lanes(i)];
     let mut sums = [_mm512_setzero_ps(); N];
     let mut at: [usize; N] = std::array::from_fn(|i| rc.chunks()[first + i].0 as usize * LANES);
     let steps: [*const u8; N] = std::array::from_fn(|i| rc.window_steps(first + i).as_ptr());
@@ -184,11 +181,7 @@ unsafe fn row_group<const BITS: u32, const N: usize>(
     // matrix was built).
     unsafe {
         for (i, sum) in sums.iter_mut().enumerate() {
-            let mut start = [0.0f32; LANES];
-            for (s, &r) in start.iter_mut().zip(rows(i)) {
-                *s = acc[r as usize];
-            }
-            *sum = _mm512_loadu_ps(start.as_ptr());
+            *sum = _mm512_loadu_ps(chunk_start(rc, first + i, acc).as_ptr());
         }
         for w in 0..windows {
             let m = if w + 1 < windows { 0xFFFF } else { last_mask };
@@ -214,9 +207,7 @@ unsafe fn row_group<const BITS: u32, const N: usize>(
         for (i, sum) in sums.iter().enumerate() {
             let mut end = [0.0f32; LANES];
             _mm512_storeu_ps(end.as_mut_ptr(), *sum);
-            for (&s, &r) in end.iter().zip(rows(i)) {
-                acc[r as usize] = s;
-            }
+            chunk_end(rc, first + i, &end, acc);
         }
     }
 }
